@@ -5,8 +5,9 @@ result is cached; detectors, metrics and plots then work on arrays only.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,7 +82,7 @@ class ModelOutputs:
             return None
         return float((self.preds[ok] == self.labels[ok]).mean())
 
-    def subset(self, index) -> "ModelOutputs":
+    def subset(self, index) -> ModelOutputs:
         index = np.asarray(index)
         return ModelOutputs(
             logits=self.logits[index], features=None if self.features is None else self.features[index],

@@ -49,7 +49,7 @@ class Dataset:
         x = self.frame[self.feature_names].to_numpy(dtype=np.float64)
         return x, self.labels
 
-    def subset(self, index: np.ndarray) -> "Dataset":
+    def subset(self, index: np.ndarray) -> Dataset:
         """A new dataset with the rows in ``index`` (same class names)."""
         index = np.asarray(index)
         return Dataset(

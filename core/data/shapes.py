@@ -191,7 +191,8 @@ def _approx_normal(x):
 
 
 @njit(cache=True)
-def _background(t: int, x: float, y: float, size: int, base: np.ndarray, alt: np.ndarray, phase: float, freq: float, out: np.ndarray) -> None:
+def _background(t: int, x: float, y: float, size: int, base: np.ndarray, alt: np.ndarray, phase: float, freq: float,
+                out: np.ndarray) -> None:
     u = x / size
     v = y / size
     if t == 0:  # plain

@@ -1,0 +1,29 @@
+"""Importance Explorer: the home page is the workspace every analysis reads."""
+import streamlit as st
+
+from ui import home
+from ui import workspace as wsp
+
+st.set_page_config(page_title="Importance Explorer", page_icon="🔎", layout="wide")
+st.title("🔎 Importance Explorer")
+st.caption("Look inside models and datasets through importance distributions: out-of-distribution scores, "
+           "token importance, attributions and distribution-shift attributions.")
+wsp.sidebar_summary()
+
+with st.expander("Choose the model and the data", expanded=False):
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Data")
+        data_spec = home.data_picker()
+    with right:
+        st.subheader("Model")
+        data_kind = home.data_kind_of(data_spec)
+        model_spec = home.model_picker(data_kind)
+    ready = data_spec is not None and model_spec is not None
+    if st.button("Load workspace", type="primary", disabled=not ready, key="home_apply"):
+        if wsp.try_apply(model_spec, data_spec):
+            st.rerun()
+
+ws = wsp.get()
+st.subheader(f"{wsp.describe_model(ws['model'])} on {wsp.describe_data(ws['data'])}")
+home.show_workspace()

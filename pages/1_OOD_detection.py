@@ -1,0 +1,97 @@
+"""OOD detection: which post-hoc detector separates in- from out-of-distribution data, and why."""
+import streamlit as st
+
+import core.ood as ood
+from ui import ood as ui_ood
+from ui import workspace as wsp
+
+st.set_page_config(page_title="OOD detection", page_icon="🚦", layout="wide")
+st.title("🚦 Out-of-distribution detection")
+st.caption("Post-hoc detectors score every sample (higher = more in-distribution) from the model's logits, "
+           "features, head or gradients. Fit on the ID training split, score the ID test set and each OOD set.")
+wsp.sidebar_summary()
+
+ws = wsp.get()
+try:
+    _, model, dataset, outputs = wsp.current()
+except wsp.USER_ERRORS as e:
+    wsp.show_error(e, "The workspace could not be loaded; fix it on the home page")
+    st.stop()
+
+cands = ui_ood.candidate_sets(ws)
+with st.expander("Sets, detectors and parameters", expanded=True):
+    c1, c2 = st.columns([2, 1])
+    default_sets = [s for s in ui_ood.DEFAULT_SETS if s in cands] or list(cands)[:4]
+    set_names = c1.multiselect("OOD sets", list(cands), default=default_sets, key="ood_sets",
+                               help="near: held-out shapes; shift: the Shapes world with one mechanism changed; "
+                                    "far: noise, textures, digits.")
+    convention = c2.radio("FPR@95 convention", ["ood-positive", "id-positive"], key="ood_convention",
+                          help="ood-positive (OpenOOD, pytorch-ood): share of ID flagged when 95% of OOD is caught. "
+                               "id-positive (ViM/KNN papers): share of OOD accepted when 95% of ID is kept.")
+    has_model = hasattr(model, "forward")
+    reasons = {d: ood.unavailable_reason(d, outputs, has_model=has_model) for d in ood.available()}
+    usable = [d for d, r in reasons.items() if r is None]
+    detectors = st.multiselect("Detectors", usable, default=usable, key="ood_detectors",
+                               format_func=lambda d: f"{ood.spec(d).name} ({ood.spec(d).group})")
+    for d, r in reasons.items():
+        if r:
+            st.caption(f"⛔ {ood.spec(d).name}: {r}")
+    c1, c2 = st.columns(2)
+    n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, 2000, step=100, key="ood_n_fit"))
+    c2.caption(f"Evaluation: the workspace's {len(dataset)} samples and the same number per OOD set.")
+    upload = st.file_uploader("Add your own OOD set (.zip ImageFolder or .npz outputs)", type=["zip", "npz"],
+                              key="ood_upload")
+    uploads = {}
+    if upload is not None:
+        digest = wsp.store_upload(upload.name, upload.getvalue())
+        name = f"upload: {upload.name}"
+        uploads[name] = {"group": "upload", "spec": {"kind": "upload", "filename": upload.name, "digest": digest,
+                                                     "options": {}}, "images": upload.name.endswith(".zip")}
+        set_names = set_names + [name]
+    params = {}
+    with st.popover("Detector parameters"):
+        tabs = st.tabs([ood.spec(d).name for d in detectors]) if detectors else []
+        for tab, d in zip(tabs, detectors):
+            with tab:
+                st.caption(ood.spec(d).reference)
+                params[d] = ui_ood.param_controls(d)
+
+if st.button("Run detectors", type="primary", key="ood_run", disabled=not (detectors and set_names)):
+    try:
+        result = ui_ood.run(ws, set_names, {d: params.get(d, ood.spec(d).defaults) for d in detectors}, n_fit,
+                            convention, uploads=uploads)
+        st.session_state["ood_result"] = result
+        st.session_state["ood_sets_specs"] = {**{k: v["spec"] for k, v in cands.items()},
+                                              **{k: v["spec"] for k, v in uploads.items()}}
+    except wsp.USER_ERRORS as e:
+        wsp.show_error(e, "The detectors could not run; earlier results are kept")
+
+result = st.session_state.get("ood_result")
+if result is None:
+    st.info("Choose sets and detectors, then press **Run detectors**.")
+    st.stop()
+
+for d, msg in result.errors.items():
+    st.warning(f"{ood.spec(d).name} did not run: {msg}")
+for k, msg in result.set_errors.items():
+    st.warning(f"{k}: {msg}")
+st.subheader("Results")
+ui_ood.results_table(result)
+st.plotly_chart(ui_ood.auroc_heatmap(result), width="stretch")
+
+
+def images_of(set_name, i):
+    specs = st.session_state.get("ood_sets_specs", {})
+    spec = ws["data"] if set_name == "ID" else specs.get(set_name)
+    if spec is None:
+        return None
+    ds = wsp.load_data(spec)
+    index = result.meta.get("id_index") if set_name == "ID" else None
+    i = int(index[i]) if index is not None else i
+    return None if ds.images is None or i >= len(ds.images) else ds.images[i]
+
+
+st.subheader("Score distributions")
+ui_ood.distribution_tabs(result, ws, images_of)
+st.subheader("Export")
+ui_ood.export(result, ws)

@@ -1,0 +1,106 @@
+"""AppTest of the home page (app.py): the default workspace, switching dataset, and uploads."""
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+TIMEOUT = 240
+
+
+@pytest.fixture()
+def home():
+    at = AppTest.from_file("app.py", default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def charts(at):
+    return at.get("plotly_chart")
+
+
+def test_default_workspace_is_shapes_vit_on_shapes(home):
+    assert home.session_state["workspace"]["model"] == {"kind": "zoo", "name": "shapes-vit"}
+    assert home.session_state["workspace"]["data"]["name"] == "shapes"
+    assert metric(home, "Samples") == "500"
+    acc = float(metric(home, "Accuracy on this data").rstrip("%")) / 100
+    assert acc >= 0.9
+    assert len(home.get("imgs")) >= 1 or len(home.get("image")) >= 1
+    specs = [c.proto.spec for c in charts(home)]
+    assert any('"heatmap"' in s for s in specs), "confusion matrix missing"
+    assert any('"bar"' in s for s in specs), "class balance missing"
+    assert not home.error
+
+
+def test_switch_dataset_to_digits_needs_matching_model(home):
+    home.selectbox(key="home_data_name").set_value("digits").run()
+    home.button(key="home_apply").click().run()
+    # the shapes ViT has 6 classes but runs on digit images: allowed, accuracy is simply low
+    assert not home.exception
+    assert home.session_state["workspace"]["data"]["name"] == "digits"
+
+
+def test_switch_to_table_and_tabular_model(home):
+    home.selectbox(key="home_data_name").set_value("wine").run()
+    home.selectbox(key="home_model_tab").set_value("logistic-regression").run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception
+    ws = home.session_state["workspace"]
+    assert ws["data"]["name"] == "wine" and ws["model"]["kind"] == "tabular"
+    acc = float(metric(home, "Accuracy on this data").rstrip("%")) / 100
+    assert acc > 0.85
+
+
+def _zip_of_images(bad: bool = False) -> bytes:
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(buf, "w") as z:
+        for cls in ("cats", "dogs"):
+            for i in range(3):
+                img = Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8))
+                b = io.BytesIO()
+                img.save(b, format="PNG")
+                z.writestr(f"{cls}/{i}.png", b.getvalue())
+        if bad:
+            z.writestr("../evil.png", b"x")
+    return buf.getvalue()
+
+
+def test_upload_image_zip(home):
+    home.radio(key="home_data_source").set_value("Upload").run()
+    home.file_uploader(key="home_data_upload").set_value(("pets.zip", _zip_of_images(), "application/zip")).run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception
+    assert home.session_state["workspace"]["data"]["kind"] == "upload"
+    assert metric(home, "Samples") == "6"
+
+
+def test_bad_upload_keeps_previous_workspace(home):
+    before = dict(home.session_state["workspace"])
+    home.radio(key="home_data_source").set_value("Upload").run()
+    home.file_uploader(key="home_data_upload").set_value(("evil.zip", _zip_of_images(bad=True), "application/zip")).run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception
+    assert any("previous one is kept" in e.value for e in home.error)
+    assert home.session_state["workspace"] == before
+    assert metric(home, "Samples") == "500"
+
+
+def test_upload_pickle_checkpoint_is_refused(home):
+    import pickle
+
+    home.radio(key="home_model_source").set_value("Local checkpoint").run()
+    home.text_input(key="home_model_timm").set_value("resnet10t").run()
+    payload = pickle.dumps({"a": 1})
+    home.file_uploader(key="home_model_ckpt").set_value(("model.pth", payload, "application/octet-stream")).run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception
+    assert home.error, "a clear error is expected"
+    assert home.session_state["workspace"]["model"]["kind"] == "zoo"

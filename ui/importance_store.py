@@ -1,0 +1,67 @@
+"""Importance distributions kept by the user during a session (bounded), for the Importance page."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.importance import Importance, compare
+
+MAX_KEPT = 24
+KEY = "importances"
+
+
+def kept() -> OrderedDict[str, Importance]:
+    return st.session_state.setdefault(KEY, OrderedDict())
+
+
+def keep(imp: Importance, label: str | None = None) -> str:
+    """Store an importance distribution under a unique label; the oldest goes past MAX_KEPT."""
+    store = kept()
+    base = label or imp.label or "importance"
+    name, i = base, 2
+    while name in store:
+        name, i = f"{base} ({i})", i + 1
+    store[name] = imp
+    while len(store) > MAX_KEPT:
+        store.popitem(last=False)
+    return name
+
+
+def transform(values: np.ndarray, how: str) -> np.ndarray:
+    """Put distributions of different methods on one scale: raw, z-score or rank percentile."""
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if how == "z-score":
+        s = v.std()
+        return (v - v.mean()) / (s if s > 0 else 1.0)
+    if how == "rank percentile":
+        return (np.argsort(np.argsort(v, kind="stable"), kind="stable") + 0.5) / max(len(v), 1)
+    return v
+
+
+def summary_table(items: dict[str, Importance]) -> pd.DataFrame:
+    rows = []
+    for name, imp in items.items():
+        rows.append({"distribution": name, "unit": imp.unit, **imp.summary()})
+    return pd.DataFrame(rows)
+
+
+def pairwise_table(items: dict[str, Importance]) -> pd.DataFrame:
+    names = list(items)
+    rows = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            rows.append({"a": a, "b": b, **compare(items[a], items[b])})
+    return pd.DataFrame(rows)
+
+
+def export_csv(items: dict[str, Importance]) -> bytes:
+    frames = []
+    for name, imp in items.items():
+        df = imp.to_frame()
+        df.insert(0, "distribution", name)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True).to_csv(index=False).encode() if frames else b""

@@ -1,0 +1,271 @@
+"""The OOD page's widget groups and its cached workflow."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import core.data as data
+import core.ood as ood
+import core.viz as viz
+from core.extract import ModelOutputs, preprocess
+from core.importance import Importance
+from core.ood.suite import EvalSet, SuiteResult, extremes, flagged_counts, per_class, run_suite
+
+from . import importance_store
+from . import workspace as wsp
+from .cache import results_cache
+
+GROUP_LABELS = {"near": "near-OOD", "shift": "covariate shift", "far": "far-OOD", "upload": "uploaded"}
+DEFAULT_SETS = ["near: shapes-near-ood", "far: noise", "far: textures", "far: digits", "shift: background", "shift: size"]
+
+
+# ---------------------------------------------------------------- the sets
+def candidate_sets(ws: dict) -> dict[str, dict]:
+    """OOD sets offered for the workspace's data: name -> {"group", "spec"}.
+
+    Built-in image sets other than the ID one; the Shapes shift presets count as covariate
+    shift when the ID data is the Shapes world.
+    """
+    ds = ws["data"]
+    out: dict[str, dict] = {}
+    if wsp.load_data(ds).kind != "image":
+        return out
+    n = ds.get("n") or 500
+    seed = ds.get("seed", 0)
+    id_name = ds.get("name") if ds["kind"] == "builtin" else None
+    for name in data.available():
+        if data.kind_of(name) != "image" or name == id_name:
+            continue
+        group = "near" if name == "shapes-near-ood" else "far"
+        out[f"{group}: {name}"] = {"group": group, "spec": {"kind": "builtin", "name": name, "split": "test",
+                                                            "n": None if name == "digits" else n, "seed": seed,
+                                                            "shift": None}}
+    if id_name == "shapes":
+        for preset in data.shift_presets():
+            out[f"shift: {preset}"] = {"group": "shift", "spec": {**ds, "shift": preset}}
+    return out
+
+
+def fit_and_eval_specs(ws: dict, n_fit: int) -> tuple[dict | None, dict]:
+    """(fit spec or None, eval spec). Built-in data fits on its train split; uploads split themselves."""
+    ds = ws["data"]
+    if ds["kind"] == "builtin":
+        n = None if ds["name"] == "digits" or data.kind_of(ds["name"]) == "table" else n_fit
+        return {**ds, "split": "train", "n": n, "shift": None}, ds
+    return None, ds
+
+
+def split_outputs(out: ModelOutputs, seed: int) -> tuple[ModelOutputs, ModelOutputs, np.ndarray]:
+    """Half of an uploaded set for fitting, the other half for evaluation (seeded)."""
+    if len(out) < 4:
+        raise ood.OODError(f"The ID set has {len(out)} samples; at least 4 are needed to fit and evaluate detectors.")
+    perm = np.random.default_rng(seed).permutation(len(out))
+    half = len(out) // 2
+    return out.subset(perm[:half]), out.subset(perm[half:]), perm[half:]
+
+
+def input_batches(spec: dict, card: dict, index: np.ndarray | None = None, batch: int = 128):
+    """A callable yielding preprocessed image batches of a data spec (for ODIN)."""
+    def gen():
+        dataset = wsp.load_data(spec)
+        images = dataset.images if index is None else dataset.images[index]
+        for i in range(0, len(images), batch):
+            yield preprocess(images[i:i + batch], card)
+    return gen
+
+
+# ---------------------------------------------------------------- parameters
+def param_controls(det: str) -> dict:
+    """Streamlit controls for a detector's parameters, built from its spec."""
+    s = ood.spec(det)
+    values = {}
+    for p in s.params:
+        key = f"ood_param_{det}_{p.name}"
+        label = f"{p.name}" + (" (blank = automatic)" if p.optional else "")
+        if p.type == "bool":
+            values[p.name] = st.checkbox(p.name, value=bool(p.default), key=key, help=p.help)
+        elif p.type == "choice":
+            values[p.name] = st.selectbox(p.name, list(p.choices), index=list(p.choices).index(p.default), key=key,
+                                          help=p.help)
+        elif p.type == "int":
+            v = st.number_input(label, min_value=int(p.low) if p.low is not None else None,
+                                max_value=int(p.high) if p.high is not None else None,
+                                value=None if p.default is None else int(p.default), step=1, key=key, help=p.help)
+            values[p.name] = None if v is None else int(v)
+        else:
+            v = st.number_input(label, min_value=float(p.low) if p.low is not None else None,
+                                max_value=float(p.high) if p.high is not None else None,
+                                value=None if p.default is None else float(p.default), key=key, help=p.help,
+                                format="%.6g")
+            values[p.name] = None if v is None else float(v)
+    return values
+
+
+# ---------------------------------------------------------------- running
+def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, convention: str,
+        uploads: dict[str, dict] | None = None) -> SuiteResult:
+    """Extract outputs (cached), then fit/score the detectors (cached per detector and parameters)."""
+    cands = candidate_sets(ws)
+    cands.update(uploads or {})
+    fit_spec, eval_spec = fit_and_eval_specs(ws, n_fit)
+    model = wsp.load_model(ws["model"], ws["data"])
+    card = getattr(model, "card", {}) if model is not None else {}
+    torch_model = model if hasattr(model, "forward") else None
+    steps = len(set_names) + 2
+    bar = st.progress(0.0, text="Running the model over the sets")
+    try:
+        eval_out = wsp.run_with_progress(ws["model"], eval_spec, label="ID evaluation set")
+        id_inputs = input_batches(eval_spec, card) if torch_model is not None else None
+        if fit_spec is not None:
+            fit_out = wsp.run_with_progress(ws["model"], fit_spec, label="ID fit set (train split)")
+        else:
+            fit_out, eval_out, index = split_outputs(eval_out, seed=0)
+            id_inputs = input_batches(eval_spec, card, index) if torch_model is not None else None
+        bar.progress(1 / steps, text="Running the model over the OOD sets")
+        sets = {"ID": EvalSet(eval_out, "id", id_inputs)}
+        for i, name in enumerate(set_names):
+            c = cands[name]
+            out = wsp.run_with_progress(ws["model"], c["spec"], label=name)
+            inputs = input_batches(c["spec"], card) if (torch_model is not None and c["spec"]["kind"] == "builtin"
+                                                       or c.get("images")) else None
+            sets[name] = EvalSet(out, c["group"], inputs)
+            bar.progress((i + 2) / steps, text=f"Outputs of {name}")
+        base = wsp.key_of({"model": ws["model"], "fit": fit_spec or eval_spec,
+                           "sets": {k: cands[k]["spec"] for k in set_names}, "eval": eval_spec})
+
+        def cache_key(det, params):
+            return hashlib.sha1(f"{base}|{det}|{json.dumps(params, sort_keys=True)}".encode()).hexdigest()
+
+        def progress(frac, msg):
+            bar.progress(min(1.0, (steps - 1 + frac) / steps), text=f"Detectors: {msg}")
+
+        result = run_suite(fit_out, sets, "ID", detectors, model=torch_model, convention=convention,
+                           progress=progress, cache=results_cache(), cache_key=cache_key)
+        result.meta["id_index"] = None if fit_spec is not None else index
+        result.meta["id_outputs"] = eval_out
+        return result
+    finally:
+        bar.empty()
+
+
+# ---------------------------------------------------------------- showing
+def results_table(result: SuiteResult) -> None:
+    summary = result.summary()
+    if summary.empty:
+        st.warning("No detector produced scores.")
+        return
+    summary.insert(1, "name", [ood.spec(d).name for d in summary["detector"]])
+    higher = [c for c in summary.columns if c.startswith(("auroc", "aupr"))]
+    lower = [c for c in summary.columns if c.startswith("fpr95")]
+    styled = (summary.style.format(precision=3)
+              .highlight_max(subset=higher, color="#c6f6d5").highlight_min(subset=lower, color="#c6f6d5"))
+    st.dataframe(styled, width="stretch", hide_index=True)
+    st.caption("Sorted by mean AUROC over all OOD sets; the best value in each column is highlighted. Click a column "
+               "header to sort. fit_s and score_s are seconds for fitting and for scoring every set.")
+
+
+def auroc_heatmap(result: SuiteResult):
+    t = result.table
+    dets = list(result.summary()["detector"])
+    sets = list(dict.fromkeys(t["ood_set"]))
+    z = np.full((len(dets), len(sets)), np.nan)
+    for _, r in t.iterrows():
+        z[dets.index(r["detector"]), sets.index(r["ood_set"])] = r["auroc"]
+    return viz.heatmap_table(z, dets, sets, title="AUROC per detector and OOD set", zmin=0.5, zmax=1.0,
+                             colorbar_title="AUROC")
+
+
+def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
+    det = st.selectbox("Detector", result.detectors, format_func=lambda d: ood.spec(d).name, key="ood_view_det")
+    scores = result.scores[det]
+    tabs = st.tabs(["Score distributions", "ROC curves", "Threshold", "Per class", "Gallery"])
+    with tabs[0]:
+        kind = st.radio("Plot", ["histogram", "ecdf"], horizontal=True, key="ood_hist_kind")
+        st.plotly_chart(viz.score_distributions(scores, kind=kind, title=f"{ood.spec(det).name} scores "
+                                                "(higher = more in-distribution)"), width="stretch")
+        with st.expander("What this detector computes"):
+            st.markdown(ood.spec(det).description)
+            st.caption(ood.spec(det).reference)
+    with tabs[1]:
+        compare = st.radio("Compare", ["this detector on every OOD set", "every detector on one OOD set"],
+                           horizontal=True, key="ood_roc_mode")
+        if compare.startswith("this"):
+            curves = {s: ood.roc_curve(scores["ID"], v, convention=result.convention, max_points=500)[:2]
+                      for s, v in scores.items() if s != "ID"}
+            title = f"ROC of {ood.spec(det).name}"
+        else:
+            ood_sets = [s for s in scores if s != "ID"]
+            target = st.selectbox("OOD set", ood_sets, key="ood_roc_set")
+            curves = {ood.spec(d).name: ood.roc_curve(result.scores[d]["ID"], result.scores[d][target],
+                                                      convention=result.convention, max_points=500)[:2]
+                      for d in result.detectors if target in result.scores[d]}
+            title = f"ROC on {target}"
+        axes = (("share of ID flagged (FPR)", "share of OOD caught (TPR)") if result.convention == "ood-positive"
+                else ("share of OOD accepted (FPR)", "share of ID accepted (TPR)"))
+        st.plotly_chart(viz.roc_curves(curves, title=title, xaxis=axes[0], yaxis=axes[1]), width="stretch")
+    with tabs[2]:
+        allv = np.concatenate(list(scores.values()))
+        lo, hi = float(np.quantile(allv, 0.001)), float(np.quantile(allv, 0.999))
+        default = float(np.quantile(scores["ID"], 0.05))
+        if not hi > lo:
+            hi = lo + 1.0
+        thr = st.slider("Threshold: samples scoring below it are flagged as OOD", lo, hi,
+                        min(max(default, lo), hi), key=f"ood_thr_{det}", format="%.4g")
+        st.plotly_chart(viz.score_distributions(scores, threshold=thr), width="stretch")
+        st.dataframe(flagged_counts(scores, thr).style.format({"share flagged": "{:.1%}"}), hide_index=True,
+                     width="stretch")
+        st.caption("The default threshold keeps 95% of the ID samples.")
+    with tabs[3]:
+        eval_out = result_id_outputs(result)
+        if eval_out is None or eval_out.labels is None or not (eval_out.labels >= 0).any():
+            st.info("The ID set has no labels, so there is no per-class breakdown.")
+        else:
+            ood_sets = [s for s in scores if s != "ID"]
+            target = st.selectbox("Against", ["all OOD sets pooled"] + ood_sets, key="ood_pc_set")
+            s_ood = (np.concatenate([scores[s] for s in ood_sets]) if target == "all OOD sets pooled" else scores[target])
+            names = eval_out.class_names or [str(k) for k in range(eval_out.num_classes)]
+            table = per_class(scores["ID"], eval_out.labels, names, s_ood, convention=result.convention)
+            st.plotly_chart(viz.grouped_bars({"AUROC": dict(zip(table["class"], table["auroc"]))},
+                                             title="AUROC of each ID class against the OOD scores", yaxis="AUROC",
+                                             yrange=(0, 1)), width="stretch")
+            st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch")
+    with tabs[4]:
+        most, least = extremes(scores, k=8)
+        for title, items in (("Most OOD-looking (lowest scores)", most), ("Most in-distribution-looking (highest scores)", least)):
+            st.markdown(f"**{title}**")
+            cols = st.columns(8)
+            for col, (set_name, i, v) in zip(cols, items):
+                img = images_of(set_name, i)
+                with col:
+                    if img is not None:
+                        st.image(img, caption=f"{set_name} · {v:.3g}", width="stretch")
+                    else:
+                        st.caption(f"{set_name} #{i} · {v:.3g}")
+
+
+def result_id_outputs(result: SuiteResult) -> ModelOutputs | None:
+    return result.meta.get("id_outputs")
+
+
+def export(result: SuiteResult, ws: dict) -> None:
+    rows = []
+    for det, per_set in result.scores.items():
+        for s, v in per_set.items():
+            rows.append(pd.DataFrame({"detector": det, "set": s, "index": np.arange(len(v)), "score": v}))
+    scores_csv = pd.concat(rows, ignore_index=True).to_csv(index=False).encode() if rows else b""
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Download scores (CSV)", scores_csv, "ood_scores.csv", "text/csv", key="ood_dl_scores")
+    c2.download_button("Download metrics (CSV)", result.table.to_csv(index=False).encode(), "ood_metrics.csv",
+                       "text/csv", key="ood_dl_metrics")
+    if c3.button("Keep as importance distributions", key="ood_keep",
+                 help="Keeps each detector's ID and OOD scores (one value per sample) for the Importance page."):
+        for det, per_set in result.scores.items():
+            for s, v in per_set.items():
+                importance_store.keep(Importance(values=v, unit="sample", provenance={
+                    "analysis": "ood", "method": det, "data": s, "model": wsp.describe_model(ws["model"]),
+                    "parameters": result.params.get(det, {})}), label=f"OOD · {ood.spec(det).name} · {s}")
+        st.success(f"Kept {sum(len(v) for v in result.scores.values())} distributions; see the Importance page.")
