@@ -5,7 +5,7 @@ from ui import home
 from ui import workspace as wsp
 
 st.set_page_config(page_title="Importance Explorer", page_icon="🔎", layout="wide")
-st.title("🔎 Importance Explorer")
+st.title("Importance Explorer")
 st.caption("Look inside models and datasets through importance distributions: out-of-distribution scores, "
            "token importance, attributions and distribution-shift attributions.")
 wsp.sidebar_summary()

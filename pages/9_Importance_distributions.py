@@ -6,16 +6,15 @@ from ui import importance_store as store
 from ui import workspace as wsp
 
 st.set_page_config(page_title="Importance distributions", page_icon="📊", layout="wide")
-st.title("📊 Importance distributions")
+st.title("Importance distributions")
 st.caption("Every analysis can keep its result as an importance distribution (one value per sample, token, pixel, "
            "feature or mechanism). Compare them here on one scale and export them.")
 wsp.sidebar_summary()
 
 items = store.kept()
 if not items:
-    st.info("No distributions kept yet. Run an analysis (for example OOD detection) and press "
+    st.info("No distributions kept yet. Run an analysis (for example **OOD detection** in the sidebar) and press "
             "“Keep as importance distributions”.")
-    st.page_link("pages/1_OOD_detection.py", label="Go to OOD detection", icon="🚦")
     st.stop()
 
 chosen = st.multiselect("Distributions", list(items), default=list(items)[: min(4, len(items))], key="imp_chosen")

@@ -35,7 +35,7 @@ STD = (0.25, 0.25, 0.25)
 RECIPES = {
     "shapes-cnn": {"steps": 600, "batch": 128, "max_lr": 1e-3, "weight_decay": 0.05, "label_smoothing": 0.1,
                    "pct_start": 0.25, "distill_alpha": 0.0, "distill_T": 2.0},
-    "shapes-vit": {"steps": 1500, "batch": 128, "max_lr": 1e-3, "weight_decay": 0.05, "label_smoothing": 0.1,
+    "shapes-vit": {"steps": 2400, "batch": 64, "max_lr": 1e-3, "weight_decay": 0.05, "label_smoothing": 0.1,
                    "pct_start": 0.15, "distill_alpha": 0.5, "distill_T": 2.0},
 }
 
@@ -75,6 +75,7 @@ def train(name: str, out_dir: Path, seed: int = 0, steps: int | None = None, tea
 
         teacher = load_from_dir(teacher_dir)
         teacher.eval()
+        teacher = teacher.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=recipe["max_lr"], weight_decay=recipe["weight_decay"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["max_lr"], total_steps=recipe["steps"],
                                                 pct_start=recipe["pct_start"])
@@ -89,8 +90,8 @@ def train(name: str, out_dir: Path, seed: int = 0, steps: int | None = None, tea
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=recipe["label_smoothing"])
         if teacher is not None:
-            with torch.no_grad():
-                t_logits = teacher(x)
+            with torch.inference_mode():
+                t_logits = teacher(x.contiguous(memory_format=torch.channels_last)).clone()
             kd = F.kl_div(F.log_softmax(logits / T, 1), F.log_softmax(t_logits / T, 1), log_target=True,
                           reduction="batchmean") * T * T
             loss = (1 - alpha) * loss + alpha * kd

@@ -50,8 +50,8 @@ def build_architecture(arch: dict) -> nn.Module:
 SHAPES_ARCHITECTURES = {
     "shapes-vit": {
         "family": "vit-convstem",
-        "kwargs": {"img_size": 64, "patch_size": 8, "embed_dim": 128, "depth": 6, "num_heads": 4,
-                   "mlp_ratio": 4.0, "num_classes": 6, "stem_width": 32},
+        "kwargs": {"img_size": 64, "patch_size": 8, "embed_dim": 96, "depth": 6, "num_heads": 3,
+                   "mlp_ratio": 2.0, "num_classes": 6, "stem_width": 32},
     },
     "shapes-cnn": {"family": "timm", "timm_name": "resnet10t", "kwargs": {"num_classes": 6}},
 }

@@ -21,7 +21,7 @@ def test_outputs_head_reproduces_logits(vit):
     ds = load_shapes(n=37, seed=3)
     calls = []
     out = run(vit, ds, batch_size=16, progress=lambda f, m: calls.append(f))
-    assert out.logits.shape == (37, 6) and out.features.shape == (37, 128)
+    assert out.logits.shape == (37, 6) and out.features.shape == (37, vit.embed_dim)
     assert out.logits.dtype == np.float32 and out.features.dtype == np.float32
     np.testing.assert_allclose(out.features @ out.head_weight.T + out.head_bias, out.logits, atol=1e-4)
     np.testing.assert_array_equal(out.preds, out.logits.argmax(1))

@@ -1,18 +1,21 @@
 """AppTest of the home page (app.py): the default workspace, switching dataset, and uploads."""
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+ROOT = Path(__file__).resolve().parents[2]
+
 TIMEOUT = 240
 
 
 @pytest.fixture()
 def home():
-    at = AppTest.from_file("app.py", default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
     return at

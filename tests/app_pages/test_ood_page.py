@@ -1,17 +1,20 @@
 """AppTest of pages/1_OOD_detection.py: the default analysis runs every detector without an exception."""
 import json
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.ood as ood
 
+ROOT = Path(__file__).resolve().parents[2]
+
 TIMEOUT = 600
 
 
 @pytest.fixture(scope="module")
 def ran():
-    at = AppTest.from_file("pages/1_OOD_detection.py", default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/1_OOD_detection.py"), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
     at.number_input(key="ood_n_fit").set_value(600)

@@ -1,0 +1,291 @@
+"""Detector base class, parameter/detector specs, the registry and input validation.
+
+Every detector is a class registered with :func:`register`; its docstring is the description
+the UI shows (what it computes, the formula, the paper), and its :class:`ParamSpec` tuple is
+what the UI turns into controls.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.extract import ModelOutputs
+
+#: Everything a detector can need. "labels": class labels on the *fit* set. "model": a torch
+#: model (passed to ``create(..., model=)``). "inputs": the preprocessed input images at score time.
+NEEDS = ("logits", "features", "head", "labels", "model", "inputs")
+GROUPS = ("logit", "feature", "shaping", "model", "paper")
+
+
+class OODError(ValueError):
+    """A detector or metric was given something it cannot use; the message is meant for the user."""
+
+
+class NotFittedError(OODError):
+    """``score`` was called on a detector that must be fitted first."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One detector parameter, enough for a UI to build a control and validate the value.
+
+    ``type`` is "int", "float", "bool" or "choice". ``low``/``high`` bound numbers (inclusive).
+    ``optional`` means ``None`` is accepted and means "automatic" (``help`` says what that picks).
+    ``log`` suggests a log-scaled slider.
+    """
+
+    name: str
+    default: Any
+    type: str
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    optional: bool = False
+    log: bool = False
+
+    def validate(self, value: Any, detector: str) -> Any:
+        where = f"{detector}: parameter '{self.name}'"
+        if value is None:
+            if self.optional:
+                return None
+            raise OODError(f"{where} may not be None.")
+        if self.type == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise OODError(f"{where} must be True or False, got {value!r}.")
+            return bool(value)
+        if self.type == "choice":
+            if value not in self.choices:
+                raise OODError(f"{where} must be one of {', '.join(map(repr, self.choices))}, got {value!r}.")
+            return value
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise OODError(f"{where} must be a number, got {value!r}.")
+        if self.type == "int":
+            if float(value) != int(value):
+                raise OODError(f"{where} must be a whole number, got {value!r}.")
+            value = int(value)
+        else:
+            value = float(value)
+            if not math.isfinite(value):
+                raise OODError(f"{where} must be finite, got {value!r}.")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise OODError(f"{where} must be in [{self.low}, {self.high}], got {value!r}.")
+        return value
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What the UI needs to know about a detector without instantiating it."""
+
+    id: str
+    name: str
+    group: str
+    description: str  # markdown: what it computes, the formula, the paper
+    reference: str  # short citation
+    needs: frozenset[str]
+    params: tuple[ParamSpec, ...] = ()
+    requires_fit: bool = False  # fit() learns statistics from the (ID training) outputs
+    class_conditional: bool = False  # per-class statistics: the fit set needs >= 2 classes
+    cls: type | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def param(self, name: str) -> ParamSpec:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+REGISTRY: dict[str, DetectorSpec] = {}
+
+
+def register(id: str, name: str, group: str, needs, reference: str, params=(), requires_fit: bool = False,
+             class_conditional: bool = False):
+    """Class decorator: register a :class:`Detector` subclass under ``id``; its docstring is the description."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r}")
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"unknown needs {unknown}")
+
+    def deco(cls):
+        spec = DetectorSpec(id=id, name=name, group=group, description=inspect.cleandoc(cls.__doc__ or ""),
+                            reference=reference, needs=frozenset(needs), params=tuple(params),
+                            requires_fit=requires_fit, class_conditional=class_conditional, cls=cls)
+        if id in REGISTRY:
+            raise ValueError(f"detector {id!r} registered twice")
+        REGISTRY[id] = spec
+        cls.spec = spec
+        return cls
+
+    return deco
+
+
+# ---------------------------------------------------------------------------- validation helpers
+def _count_bad_rows(x: np.ndarray) -> int:
+    return int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
+
+
+def check_finite(name: str, x: np.ndarray, detector: str) -> None:
+    if not np.isfinite(x).all():
+        raise OODError(f"{detector}: {name} contain NaN or inf in {_count_bad_rows(x)} of {len(x)} samples; "
+                       "detectors need finite values.")
+
+
+def describe_source(outputs: ModelOutputs) -> str:
+    model = str(outputs.meta.get("model", "")) if outputs.meta else ""
+    if model == "uploaded outputs":
+        return "the uploaded .npz"
+    return f"the outputs of '{model}'" if model else "these model outputs"
+
+
+def missing_reason(spec: DetectorSpec, outputs: ModelOutputs) -> str | None:
+    """Why ``outputs`` lack an array the detector needs (None when nothing is missing)."""
+    src = describe_source(outputs)
+    npz = src == "the uploaded .npz"
+    has = "has" if npz else "have"
+    if len(outputs) == 0:
+        return f"{spec.name} needs at least one sample; {src} {has} none."
+    if "features" in spec.needs and outputs.features is None:
+        hint = " (save a 'features' array [N, D] with it)" if npz else ""
+        return f"{spec.name} needs penultimate features; {src} {has} none{hint}."
+    if "head" in spec.needs and outputs.head_weight is None:
+        hint = " (save 'head_weight' [C, D] and 'head_bias' [C] with it)" if npz else ""
+        return f"{spec.name} needs the weights of a linear classification head; {src} {has} none{hint}."
+    if "logits" in spec.needs and outputs.num_classes < 2:
+        return f"{spec.name} compares classes and needs at least 2 logits; {src} {has} {outputs.num_classes}."
+    return None
+
+
+def class_assignment(outputs: ModelOutputs) -> tuple[np.ndarray, str]:
+    """Class of every fit sample for class-conditional statistics: the labels when present, else
+    the predictions. Labels outside 0..C-1 (e.g. -1 for "no class") are returned as -1."""
+    c = outputs.num_classes
+    if outputs.labels is not None:
+        y = outputs.labels.astype(np.int64)
+        source = "labels"
+    else:
+        y = outputs.logits.argmax(1).astype(np.int64)
+        source = "predictions"
+    y = np.where((y >= 0) & (y < c), y, -1)
+    return y, source
+
+
+# ---------------------------------------------------------------------------- detector base
+class Detector:
+    """Base class: ``fit(train_outputs)`` learns statistics, ``score(outputs)`` returns float64
+    scores, higher = more in-distribution. Parameters are keyword arguments of the constructor,
+    validated against the spec; fitted facts worth showing (e.g. the effective k, a fitted
+    temperature) go in ``self.info``."""
+
+    spec: DetectorSpec  # set by @register
+    _extra_kwargs: tuple[str, ...] = ()  # non-UI constructor arguments (besides model)
+
+    def __init__(self, model=None, **params):
+        spec = self.spec
+        extra = {k: params.pop(k) for k in list(params) if k in self._extra_kwargs}
+        unknown = sorted(set(params) - {p.name for p in spec.params})
+        if unknown:
+            valid = ", ".join(p.name for p in spec.params) or "none"
+            raise OODError(f"{spec.name} has no parameter(s) {', '.join(map(repr, unknown))}; valid parameters: {valid}.")
+        self.params: dict[str, Any] = {}
+        for p in spec.params:
+            self.params[p.name] = p.validate(params.get(p.name, p.default), spec.name)
+        self.model = model
+        self.extra = extra
+        self.info: dict[str, Any] = {}
+        self.fitted = False
+        self._fit_dims: dict[str, int] = {}
+        self._fit_head: tuple[np.ndarray, np.ndarray] | None = None
+        self._validate_params()
+
+    def _validate_params(self) -> None:  # cross-parameter checks in subclasses
+        pass
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    # -- validation shared by fit and score
+    def _check(self, outputs: ModelOutputs, stage: str) -> None:
+        spec = self.spec
+        if not isinstance(outputs, ModelOutputs):
+            raise OODError(f"{spec.name}: {stage} expects ModelOutputs, got {type(outputs).__name__}.")
+        reason = missing_reason(spec, outputs)
+        if reason:
+            raise OODError(reason)
+        if "logits" in spec.needs or "head" in spec.needs:
+            check_finite("logits", outputs.logits, spec.name)
+        if "features" in spec.needs:
+            check_finite("features", outputs.features, spec.name)
+        if "head" in spec.needs:
+            check_finite("head weights", outputs.head_weight, spec.name)
+            check_finite("head bias", outputs.head_bias[None, :], spec.name)
+
+    def _dims(self, outputs: ModelOutputs) -> dict[str, int]:
+        dims = {"classes": outputs.num_classes}
+        if "features" in self.spec.needs or "head" in self.spec.needs:
+            dims["feature dimension"] = outputs.features.shape[1]
+        return dims
+
+    def fit(self, outputs: ModelOutputs) -> Detector:
+        """Learn the detector's statistics from ``outputs`` (typically the ID training split)."""
+        self._check(outputs, "fit")
+        if self.spec.class_conditional:
+            y, source = self._fit_classes(outputs)
+            present = np.unique(y[y >= 0])
+            if len(present) < 2:
+                names = outputs.class_names or [str(k) for k in range(outputs.num_classes)]
+                got = "no class" if len(present) == 0 else f"only class {names[present[0]]!r}"
+                raise OODError(f"{self.spec.name} builds per-class statistics and needs fit samples from at least "
+                               f"2 classes; the fit set's {source} contain {got}.")
+        if "labels" in self.spec.needs and self._needs_labels():
+            if outputs.labels is None or not ((outputs.labels >= 0) & (outputs.labels < outputs.num_classes)).any():
+                raise OODError(f"{self.spec.name} needs class labels on the fit set; none (or only -1) were found "
+                               f"in {describe_source(outputs)}.")
+        self._fit_dims = self._dims(outputs)
+        if "head" in self.spec.needs:
+            self._fit_head = (outputs.head_weight, outputs.head_bias)
+        self.info = {}
+        self._fit(outputs)
+        self.fitted = True
+        return self
+
+    def _needs_labels(self) -> bool:
+        return True
+
+    def _fit_classes(self, outputs: ModelOutputs) -> tuple[np.ndarray, str]:
+        """Class of each fit sample for per-class statistics (-1 = none); override to change."""
+        return class_assignment(outputs)
+
+    def _fit(self, outputs: ModelOutputs) -> None:
+        pass
+
+    def score(self, outputs: ModelOutputs) -> np.ndarray:
+        """Scores of ``outputs`` as float64 [N]; higher means more in-distribution."""
+        self._check(outputs, "score")
+        if self.spec.requires_fit and not self.fitted:
+            raise NotFittedError(f"{self.spec.name} must be fitted first: call .fit(train_outputs) before .score().")
+        if self.fitted:
+            dims = self._dims(outputs)
+            for key, n_fit in self._fit_dims.items():
+                if key in dims and dims[key] != n_fit:
+                    raise OODError(f"{self.spec.name} was fitted with {key} {n_fit}, but the outputs to score have "
+                                   f"{dims[key]}; were they produced by a different model?")
+            if self._fit_head is not None:
+                w, b = self._fit_head
+                if not (np.array_equal(w, outputs.head_weight) and np.array_equal(b, outputs.head_bias)):
+                    raise OODError(f"{self.spec.name} was fitted with a different classification head than the "
+                                   "outputs to score have; refit it on outputs of this model.")
+        scores = np.asarray(self._score(outputs), dtype=np.float64).reshape(len(outputs))
+        return scores
+
+    def _score(self, outputs: ModelOutputs) -> np.ndarray:
+        raise NotImplementedError

@@ -1,0 +1,238 @@
+"""Run many detectors over one ID set and several OOD sets, and tabulate the metrics.
+
+The workflow behind the OOD page, kept free of Streamlit so notebooks can use it too::
+
+    sets = {"ID": EvalSet(id_test, "id"), "far: noise": EvalSet(noise_out, "far")}
+    result = run_suite(id_train, sets, "ID", {"msp": {}, "knn": {"k": 50}})
+    result.summary()          # one row per detector, sorted by mean AUROC
+    result.table              # one row per (detector, OOD set)
+
+Every detector is fitted once on the fit outputs and scores every set. A detector that cannot
+run is reported in ``result.errors`` (and a failure on a single set in ``result.set_errors``)
+instead of stopping the others. Scores can be cached per detector and parameters through any
+object with ``get_or_compute(key, fn)``; metrics are recomputed from the cached scores, so
+switching the FPR convention costs nothing.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.extract import ModelOutputs
+
+from .base import REGISTRY, OODError
+from .metrics import metrics
+
+METRIC_KEYS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+
+
+@dataclass
+class EvalSet:
+    """One scored set: its model outputs, its group ("id", "near", "far", "shift", "upload"), and
+    optionally its preprocessed inputs for ODIN (a tensor, or a callable returning batches)."""
+
+    outputs: ModelOutputs
+    group: str
+    inputs: Any = None
+
+
+@dataclass
+class SuiteResult:
+    """Scores and metrics of a suite run.
+
+    ``scores[detector][set]`` holds float64 scores (higher = more ID); ``table`` has one row per
+    (detector, OOD set) with ``auroc, aupr_in, aupr_out, fpr95`` under ``convention``.
+    """
+
+    id_name: str
+    convention: str
+    groups: dict[str, str]
+    scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    params: dict[str, dict] = field(default_factory=dict)
+    info: dict[str, dict] = field(default_factory=dict)
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+    score_seconds: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    set_errors: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def detectors(self) -> list[str]:
+        return list(self.scores)
+
+    def compute_table(self) -> pd.DataFrame:
+        rows = []
+        for det, per_set in self.scores.items():
+            s_id = per_set[self.id_name]
+            for name, s in per_set.items():
+                if name == self.id_name:
+                    continue
+                m = metrics(s_id, s, convention=self.convention)
+                rows.append({"detector": det, "ood_set": name, "group": self.groups.get(name, ""),
+                             **{k: m[k] for k in METRIC_KEYS}})
+        cols = ["detector", "ood_set", "group", *METRIC_KEYS]
+        self.table = pd.DataFrame(rows, columns=cols)
+        return self.table
+
+    def summary(self) -> pd.DataFrame:
+        """One row per detector: mean metrics over the OOD sets, mean AUROC per group, fit/score
+        seconds; sorted by mean AUROC (best first)."""
+        t = self.table
+        if t.empty:
+            return pd.DataFrame(columns=["detector", "auroc_mean", "fit_s", "score_s"])
+        out = t.groupby("detector", sort=False)[list(METRIC_KEYS)].mean()
+        out.columns = [f"{c}_mean" for c in out.columns]
+        groups = list(dict.fromkeys(t["group"]))
+        if len(groups) > 1:
+            per_group = t.pivot_table(index="detector", columns="group", values="auroc", aggfunc="mean")
+            for g in groups:
+                out[f"auroc_{g}"] = per_group[g]
+        out = out[["auroc_mean"] + [c for c in out.columns if c.startswith("auroc_") and c != "auroc_mean"]
+                  + ["aupr_in_mean", "aupr_out_mean", "fpr95_mean"]]
+        out["fit_s"] = [self.fit_seconds.get(d, np.nan) for d in out.index]
+        out["score_s"] = [self.score_seconds.get(d, np.nan) for d in out.index]
+        return out.sort_values("auroc_mean", ascending=False, kind="stable").reset_index(names="detector")
+
+
+def _score_one(det_name: str, params: dict, fit_out: ModelOutputs, sets: dict[str, EvalSet], id_name: str, model,
+               progress: Callable[[str], None]) -> dict:
+    """Fit and score one detector; returns scores per set, timings, info and per-set errors."""
+    spec = REGISTRY[det_name]
+    det = spec.cls(model=model if "model" in spec.needs else None, **params)
+    t0 = time.perf_counter()
+    det.fit(fit_out)
+    fit_s = time.perf_counter() - t0
+    scores, set_errors, score_s = {}, {}, 0.0
+    for name, es in sets.items():
+        progress(name)
+        t0 = time.perf_counter()
+        try:
+            if "inputs" in spec.needs:
+                if es.inputs is None:
+                    raise OODError(f"{spec.name} needs the input images of '{name}', which are not available.")
+                s = det.score(es.outputs, inputs=es.inputs)
+            else:
+                s = det.score(es.outputs)
+        except OODError as exc:
+            if name == id_name:
+                raise
+            set_errors[name] = str(exc)
+            continue
+        score_s += time.perf_counter() - t0
+        scores[name] = s
+    return {"scores": scores, "fit_s": fit_s, "score_s": score_s, "info": dict(det.info), "set_errors": set_errors,
+            "params": dict(det.params)}
+
+
+def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str, detectors: dict[str, dict],
+              model=None, convention: str = "ood-positive", progress: Callable[[float, str], None] | None = None,
+              cache=None, cache_key: Callable[[str, dict], str] | None = None) -> SuiteResult:
+    """Fit every detector on ``fit_outputs`` and score every set in ``sets``.
+
+    ``sets[id_name]`` is the ID evaluation set; every other set is scored as OOD against it.
+    ``detectors`` maps detector ids to their parameters. ``model`` is handed to detectors that need
+    it (ODIN). ``cache`` (anything with ``get_or_compute(key, fn)``) with ``cache_key(det, params)``
+    reuses scores of earlier runs. ``progress(fraction, message)`` is called as work proceeds.
+    """
+    if id_name not in sets:
+        raise OODError(f"The ID set '{id_name}' is not among the sets ({', '.join(sets)}).")
+    if convention not in ("ood-positive", "id-positive"):
+        raise OODError(f"convention must be 'ood-positive' or 'id-positive', got {convention!r}.")
+    result = SuiteResult(id_name=id_name, convention=convention, groups={k: v.group for k, v in sets.items()})
+    valid_sets = {}
+    for name, es in sets.items():
+        if len(es.outputs) == 0:
+            if name == id_name:
+                raise OODError(f"The ID set '{id_name}' has no samples.")
+            result.set_errors[name] = "the set has no samples."
+            continue
+        valid_sets[name] = es
+    n_det = max(len(detectors), 1)
+    n_sets = len(valid_sets)
+    for i, (det_name, params) in enumerate(detectors.items()):
+        if det_name not in REGISTRY:
+            result.errors[det_name] = f"unknown detector '{det_name}'."
+            continue
+        name = REGISTRY[det_name].name
+        done = {"k": 0}
+
+        def step(set_name, i=i, name=name, done=done):
+            if progress is not None:
+                progress((i + done["k"] / max(n_sets, 1)) / n_det, f"{name} on {set_name}")
+            done["k"] += 1
+
+        def compute(det_name=det_name, params=params, step=step):
+            return _score_one(det_name, params or {}, fit_outputs, valid_sets, id_name, model, step)
+
+        try:
+            if cache is not None and cache_key is not None:
+                out = cache.get_or_compute(cache_key(det_name, params or {}), compute)
+            else:
+                out = compute()
+        except OODError as exc:
+            result.errors[det_name] = str(exc)
+            continue
+        except Exception as exc:  # one broken detector must not take the others down; say what happened
+            result.errors[det_name] = f"{type(exc).__name__}: {exc}"
+            continue
+        result.scores[det_name] = out["scores"]
+        result.params[det_name] = out["params"]
+        result.info[det_name] = out["info"]
+        result.fit_seconds[det_name] = out["fit_s"]
+        result.score_seconds[det_name] = out["score_s"]
+        for set_name, msg in out["set_errors"].items():
+            result.set_errors[f"{set_name} · {name}"] = msg
+    if progress is not None:
+        progress(1.0, "done")
+    result.compute_table()
+    return result
+
+
+def flagged_counts(scores: dict[str, np.ndarray], threshold: float) -> pd.DataFrame:
+    """Per set: how many samples score below ``threshold`` (flagged as OOD)."""
+    rows = []
+    for name, s in scores.items():
+        s = np.asarray(s)
+        flagged = int((s < threshold).sum())
+        rows.append({"set": name, "n": len(s), "flagged": flagged, "share flagged": flagged / max(len(s), 1)})
+    return pd.DataFrame(rows, columns=["set", "n", "flagged", "share flagged"])
+
+
+def extremes(scores: dict[str, np.ndarray], k: int = 8) -> tuple[list[tuple[str, int, float]], list[tuple[str, int, float]]]:
+    """The k lowest-scoring (most OOD-looking) and k highest-scoring samples over all sets, as
+    ``(set, index, score)``; lowest first and highest first respectively."""
+    names, idx, vals = [], [], []
+    for name, s in scores.items():
+        s = np.asarray(s, np.float64)
+        names += [name] * len(s)
+        idx.append(np.arange(len(s)))
+        vals.append(s)
+    if not vals:
+        return [], []
+    idx, vals = np.concatenate(idx), np.concatenate(vals)
+    order = np.argsort(vals, kind="stable")
+    low = [(names[j], int(idx[j]), float(vals[j])) for j in order[:k]]
+    high = [(names[j], int(idx[j]), float(vals[j])) for j in order[::-1][:k]]
+    return low, high
+
+
+def per_class(score_id: np.ndarray, labels: np.ndarray, class_names: list[str], score_ood: np.ndarray,
+              convention: str = "ood-positive") -> pd.DataFrame:
+    """Metrics of each ID class's scores against the OOD scores (classes without samples are skipped)."""
+    score_id, labels = np.asarray(score_id), np.asarray(labels)
+    if len(score_id) != len(labels):
+        raise OODError(f"per_class: {len(score_id)} ID scores but {len(labels)} labels.")
+    rows = []
+    for c, name in enumerate(class_names):
+        mask = labels == c
+        if not mask.any():
+            continue
+        m = metrics(score_id[mask], score_ood, convention=convention)
+        rows.append({"class": name, "n": int(mask.sum()), **{k: m[k] for k in METRIC_KEYS}})
+    return pd.DataFrame(rows, columns=["class", "n", *METRIC_KEYS])

@@ -1,0 +1,91 @@
+"""core.ood.suite: many detectors over an ID set and several OOD sets."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ood_worlds import make_outputs
+
+from core import ood
+from core.ood import OODError
+from core.ood.suite import EvalSet, extremes, flagged_counts, per_class, run_suite
+
+
+class DictCache:
+    def __init__(self):
+        self.items, self.computed = {}, 0
+
+    def get_or_compute(self, key, fn):
+        if key not in self.items:
+            self.computed += 1
+            self.items[key] = fn()
+        return self.items[key]
+
+
+@pytest.fixture(scope="module")
+def sets(world):
+    near = world.sample(100, seed=23)
+    near = make_outputs(near.features + 1.5, near.head_weight, near.head_bias)  # same model, shifted features
+    return {"ID": EvalSet(world.sample(150, seed=21), "id"),
+            "far: novel": EvalSet(world.sample(100, seed=22, ood=True), "far"),
+            "near: shifted": EvalSet(near, "near")}
+
+
+def test_run_suite_tables_and_cache(train_outputs, sets):
+    dets = {"msp": {}, "knn": {"k": 5}, "vim": {}, "nope": {}}
+    cache, calls = DictCache(), []
+    result = run_suite(train_outputs, sets, "ID", dets, cache=cache, cache_key=lambda d, p: f"{d}{sorted(p.items())}",
+                       progress=lambda f, m: calls.append(f))
+    assert result.detectors == ["msp", "knn", "vim"] and "unknown detector" in result.errors["nope"]
+    assert set(result.scores["knn"]) == {"ID", "far: novel", "near: shifted"}
+    assert len(result.table) == 6 and set(result.table.columns) >= {"detector", "ood_set", "group", "auroc", "fpr95"}
+    far = result.table[(result.table.detector == "knn") & (result.table.ood_set == "far: novel")].iloc[0]
+    assert far.auroc == pytest.approx(ood.metrics(result.scores["knn"]["ID"], result.scores["knn"]["far: novel"])["auroc"])
+    summary = result.summary()
+    assert list(summary.columns[:4]) == ["detector", "auroc_mean", "auroc_far", "auroc_near"]
+    assert summary["auroc_mean"].is_monotonic_decreasing and {"fit_s", "score_s"} <= set(summary.columns)
+    assert result.params["knn"]["k"] == 5 and result.info["knn"]["k"] == 5
+    assert calls and calls[-1] == 1.0 and all(0 <= f <= 1 for f in calls)
+    again = run_suite(train_outputs, sets, "ID", dets, convention="id-positive", cache=cache,
+                      cache_key=lambda d, p: f"{d}{sorted(p.items())}")
+    assert cache.computed == 3  # scores reused; only the metrics change with the convention
+    assert again.convention == "id-positive"
+
+
+def test_failures_are_reported_not_raised(train_outputs, sets, world):
+    other_model = dict(sets)
+    other_model["other head"] = EvalSet(make_outputs(world.sample(20, seed=9).features, world.w * 2, world.b), "far")
+    result = run_suite(train_outputs, other_model, "ID", {"odin": {}, "msp": {}, "vim": {}})
+    assert result.detectors == ["msp", "vim"] and "torch model" in result.errors["odin"]
+    assert "different classification head" in result.set_errors["other head · ViM"]
+    with pytest.raises(OODError, match="not among the sets"):
+        run_suite(train_outputs, sets, "test", {"msp": {}})
+
+
+def test_odin_in_the_suite_uses_the_inputs(train_outputs):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4)).eval()
+    x = torch.randn(30, 3, 2, 2)
+    with torch.no_grad():
+        logits = model(x).numpy()
+    from core.extract import ModelOutputs
+
+    out = ModelOutputs(logits=logits, features=None, labels=None, preds=logits.argmax(1))
+    sets = {"ID": EvalSet(out.subset(np.arange(20)), "id", x[:20]),
+            "far": EvalSet(out.subset(np.arange(20, 30)), "far", lambda: iter([x[20:25], x[25:]])),
+            "no images": EvalSet(out.subset(np.arange(20, 30)), "upload")}
+    result = run_suite(out, sets, "ID", {"odin": {"epsilon": 0.0, "temperature": 1.0}}, model=model)
+    expected = torch.softmax(torch.from_numpy(logits).double(), 1).max(1).values.numpy()
+    np.testing.assert_allclose(result.scores["odin"]["far"], expected[20:], rtol=1e-6)
+    assert "input images" in result.set_errors["no images · ODIN"]
+
+
+def test_helpers():
+    scores = {"ID": np.array([3.0, 2.0, 5.0]), "far": np.array([0.0, 4.0])}
+    counts = flagged_counts(scores, 2.5)
+    assert list(counts["flagged"]) == [1, 1] and list(counts["share flagged"]) == [1 / 3, 0.5]
+    low, high = extremes(scores, k=2)
+    assert low == [("far", 0, 0.0), ("ID", 1, 2.0)] and high == [("ID", 2, 5.0), ("far", 1, 4.0)]
+    table = per_class(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 2, -1]), ["a", "b", "c"], np.array([1.5]))
+    assert list(table["class"]) == ["a", "c"] and list(table["n"]) == [2, 1]
+    assert table["auroc"].tolist() == [0.5, 1.0]
