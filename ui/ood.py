@@ -127,15 +127,22 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
             id_inputs = input_batches(eval_spec, card, index) if torch_model is not None else None
         bar.progress(1 / steps, text="Running the model over the OOD sets")
         sets = {"ID": EvalSet(eval_out, "id", id_inputs)}
+        load_errors = {}
         for i, name in enumerate(set_names):
             c = cands[name]
-            out = wsp.run_with_progress(ws["model"], c["spec"], label=name)
+            try:  # one unusable OOD set must not stop the others
+                out = wsp.run_with_progress(ws["model"], c["spec"], label=name)
+            except wsp.USER_ERRORS as e:
+                load_errors[name] = f"could not be used: {e}"
+                continue
             inputs = input_batches(c["spec"], card) if (torch_model is not None and c["spec"]["kind"] == "builtin"
                                                        or c.get("images")) else None
             sets[name] = EvalSet(out, c["group"], inputs)
             bar.progress((i + 2) / steps, text=f"Outputs of {name}")
+        if len(sets) < 2:
+            raise ood.OODError("None of the chosen OOD sets could be used: " + "; ".join(f"{k}: {v}" for k, v in load_errors.items()))
         base = wsp.key_of({"model": ws["model"], "fit": fit_spec or eval_spec,
-                           "sets": {k: cands[k]["spec"] for k in set_names}, "eval": eval_spec})
+                           "sets": {k: cands[k]["spec"] for k in sets if k != "ID"}, "eval": eval_spec})
 
         def cache_key(det, params):
             return hashlib.sha1(f"{base}|{det}|{json.dumps(params, sort_keys=True)}".encode()).hexdigest()
@@ -145,6 +152,7 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
 
         result = run_suite(fit_out, sets, "ID", detectors, model=torch_model, convention=convention,
                            progress=progress, cache=results_cache(), cache_key=cache_key)
+        result.set_errors.update(load_errors)
         result.meta["id_index"] = None if fit_spec is not None else index
         result.meta["id_outputs"] = eval_out
         return result
@@ -164,8 +172,11 @@ def results_table(result: SuiteResult) -> None:
     styled = (summary.style.format(precision=3)
               .highlight_max(subset=higher, color="#c6f6d5").highlight_min(subset=lower, color="#c6f6d5"))
     st.dataframe(styled, width="stretch", hide_index=True)
-    st.caption("Sorted by mean AUROC over all OOD sets; the best value in each column is highlighted. Click a column "
-               "header to sort. fit_s and score_s are seconds for fitting and for scoring every set.")
+    st.caption("Sorted by mean AUROC over all OOD sets (auroc_near, auroc_far, … average each group); the best value in "
+               "each column is highlighted. Click a column header to sort. fit_s and score_s are seconds for fitting and "
+               "for scoring every set.")
+    with st.expander("Every detector on every OOD set"):
+        st.dataframe(result.table.style.format(precision=3), width="stretch", hide_index=True)
 
 
 def auroc_heatmap(result: SuiteResult):

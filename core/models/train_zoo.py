@@ -49,6 +49,7 @@ def to_tensor(images: np.ndarray, mean=MEAN, std=STD) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model, n: int = 2000, seed: int = 0, image_size: int = 64) -> float:
+    """Top-1 accuracy on ``n`` fresh images of the held-out "test" split (never used for training)."""
     model.eval()
     ds = ShapesWorld(ShapesConfig(), image_size).generate(n, seed=seed, split="test")
     correct = 0
@@ -59,12 +60,14 @@ def evaluate(model, n: int = 2000, seed: int = 0, image_size: int = 64) -> float
 
 
 def train(name: str, out_dir: Path, seed: int = 0, steps: int | None = None, teacher_dir: Path | None = None,
-          threads: int = 2, log=print) -> dict:
+          threads: int = 2, log=print, evaluate_n: int = 2000, batch: int | None = None) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     recipe = dict(RECIPES[name])
     if steps is not None:
         recipe["steps"] = steps
+    if batch is not None:
+        recipe["batch"] = batch
     arch = SHAPES_ARCHITECTURES[name]
     model = build_architecture(arch)
     teacher = None
@@ -105,8 +108,8 @@ def train(name: str, out_dir: Path, seed: int = 0, steps: int | None = None, tea
             log(f"step {step:5d}  loss {loss.item():.4f}  batch-acc {acc:.3f}  {time.time() - t0:7.1f}s")
     wall = time.time() - t0
     model.eval()
-    acc = evaluate(model)
-    log(f"test accuracy {acc:.4f} on 2000 fresh test images; {wall / 60:.1f} min")
+    acc = evaluate(model, n=evaluate_n)
+    log(f"test accuracy {acc:.4f} on {evaluate_n} fresh test images; {wall / 60:.1f} min")
     card = {
         "name": name,
         "description": {
@@ -119,7 +122,7 @@ def train(name: str, out_dir: Path, seed: int = 0, steps: int | None = None, tea
         "std": list(STD),
         "class_names": list(ID_CLASSES),
         "test_accuracy": acc,
-        "test_set": "2000 Shapes images, split 'test', seed 0, default mechanisms",
+        "test_set": f"{evaluate_n} Shapes images, split 'test', seed 0, default mechanisms",
         "parameters": count_parameters(model),
         "training": {**recipe, "seed": seed, "optimizer": "AdamW", "schedule": "OneCycleLR",
                      "data": "fresh Shapes batches each step (split 'train')",

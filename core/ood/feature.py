@@ -39,6 +39,9 @@ class _ClassGaussian(Detector):
         cov = within_class_covariance(x, y, means, classes)
         self.center_ = f64(x[y >= 0]).mean(0)  # subtracted before whitening so the expansion stays exact
         self.whiten_ = whitener(cov, self.params["shrinkage"])
+        if self.whiten_.shape[1] == 0:
+            raise OODError(f"{self.spec.name}: the class-centred fit features have no variance (constant features, or "
+                           "one sample per class), so the covariance is zero; use more (and more varied) fit samples.")
         self.class_centers_ = (means - self.center_) @ self.whiten_
         self.classes_ = classes
         self.info.update(classes_from=source, classes=int(len(classes)), rank=int(self.whiten_.shape[1]))
@@ -154,7 +157,7 @@ class KNN(Detector):
           params=(ParamSpec("k", 100, "int", "Number of nearest guide-bank samples averaged (capped at the bank size).",
                             low=1, high=100_000, log=True),
                   ParamSpec("bank_fraction", 0.01, "float", "Share of the fit set used as the guide bank "
-                            "(OpenOOD: 1%); the bank keeps at least k samples when the fit set has them.",
+                            "(OpenOOD: 1%); the bank keeps at least 5k samples when the fit set has them.",
                             low=1e-4, high=1.0, log=True),
                   _SEED),
           requires_fit=True)
@@ -168,7 +171,9 @@ class NNGuide(Detector):
 
     def _fit(self, outputs):
         n = len(outputs)
-        size = min(n, max(math.ceil(self.params["bank_fraction"] * n), self.params["k"]))
+        # at least 5k samples (OpenOOD's ImageNet setting has k/bank = 1/128), so the top-k mean stays a
+        # nearest-neighbour mean on small fit sets instead of averaging the whole bank
+        size = min(n, max(math.ceil(self.params["bank_fraction"] * n), 5 * self.params["k"]))
         idx = _bank_subset(n, size, self.params["seed"])
         bank = l2_normalise(outputs.features[idx]) * energy(outputs.logits[idx])[:, None]
         self.bank_t_ = np.ascontiguousarray(bank.T, np.float32)
@@ -319,7 +324,9 @@ class FDBD(Detector):
 
     def _fit(self, outputs):
         w = f64(outputs.head_weight)
-        denom = np.linalg.norm(w[:, None, :] - w[None, :, :], axis=2)
+        # ‖w_i − w_j‖ from the Gram matrix: C×C memory, never C×C×D (16 GB for an ImageNet ResNet-50 head)
+        sq = (w * w).sum(1)
+        denom = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (w @ w.T), 0.0))
         np.fill_diagonal(denom, 1.0)  # the ŷ = c term has a zero numerator
         self.denominator_ = np.maximum(denom, np.finfo(np.float64).tiny)
         self.mean_ = f64(outputs.features).mean(0)

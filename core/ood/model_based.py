@@ -68,17 +68,19 @@ class ODIN(Detector):
 
     def score_inputs(self, inputs, progress: Callable[[float, str], None] | None = None) -> np.ndarray:
         """ODIN scores of a tensor [N, C, H, W] (or an iterable of batches) of preprocessed images."""
-        batches = list(_batches(inputs, self.params["batch_size"]))
-        total = sum(len(b) for b in batches)
-        if total == 0:
-            raise OODError("ODIN: no input images to score.")
+        total = len(inputs) if isinstance(inputs, (torch.Tensor, np.ndarray)) else None
         self.model.eval()
         out, done = [], 0
-        for x in batches:
-            out.append(self._score_batch(x))
+        for x in _batches(inputs, self.params["batch_size"]):  # streamed: one batch in memory at a time
+            try:
+                out.append(self._score_batch(x))
+            except RuntimeError as exc:  # shape/dtype mismatches between the images and the model
+                raise OODError(f"ODIN: the model could not run on input images of shape {tuple(x.shape)} ({exc}).") from None
             done += len(x)
             if progress is not None:
-                progress(done / total, f"ODIN {done}/{total} images")
+                progress(done / total if total else 0.0, f"ODIN {done} images")
+        if done == 0:
+            raise OODError("ODIN: no input images to score.")
         return np.concatenate(out).astype(np.float64)
 
     def _score_batch(self, x: torch.Tensor) -> np.ndarray:
@@ -115,7 +117,7 @@ def _batches(inputs, batch_size: int) -> Iterable[torch.Tensor]:
     if isinstance(inputs, np.ndarray):
         inputs = torch.from_numpy(inputs)
     if isinstance(inputs, torch.Tensor):
-        if inputs.ndim < 2:
+        if inputs.ndim != 4:
             raise OODError(f"ODIN expects input images [N, C, H, W], got shape {tuple(inputs.shape)}.")
         if not torch.isfinite(inputs).all():
             raise OODError("ODIN: the input images contain NaN or inf.")
@@ -123,7 +125,11 @@ def _batches(inputs, batch_size: int) -> Iterable[torch.Tensor]:
             yield inputs[s:s + batch_size]
         return
     for batch in inputs:
+        if isinstance(batch, (tuple, list)):  # (images, labels) batches from a DataLoader
+            batch = batch[0]
         batch = torch.as_tensor(batch)
+        if batch.ndim != 4:
+            raise OODError(f"ODIN expects batches of images [B, C, H, W], got shape {tuple(batch.shape)}.")
         if not torch.isfinite(batch).all():
             raise OODError("ODIN: the input images contain NaN or inf.")
         yield batch

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_ood_page_runs_default_analysis(app_url, page, tmp_path):
-    page.goto(app_url + "/OOD_detection")
+    page.goto(app_url + "/ood")
     page.get_by_role("button", name="Run detectors").wait_for(timeout=120_000)
     wait_idle(page)
     page.get_by_role("button", name="Run detectors").click()

@@ -325,3 +325,44 @@ def test_signed_features_pick_the_vit_recipe_for_wdiscood():
     assert det.info["normalize"] is True and det.info["residual_weight"] == 1.0
     det = ood.create("wdiscood", normalize=False, residual_weight=2.0).fit(signed)
     assert det.info["normalize"] is False and det.info["residual_weight"] == 2.0
+
+
+def test_fdbd_boundary_distances_match_the_pairwise_definition():
+    """The Gram-matrix form of ‖w_i − w_j‖ equals the direct pairwise norms."""
+    from core.extract import ModelOutputs
+
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=(5, 9))
+    z = rng.normal(size=(40, 9))
+    out = ModelOutputs(logits=z @ w.T, features=z, labels=None, preds=(z @ w.T).argmax(1), head_weight=w,
+                       head_bias=np.zeros(5))
+    det = ood.create("fdbd").fit(out)
+    direct = np.linalg.norm(w[:, None, :] - w[None, :, :], axis=2)
+    np.fill_diagonal(direct, 1.0)
+    np.testing.assert_allclose(det.denominator_, direct, rtol=1e-5)
+    f = out.logits.astype(np.float64)
+    p = f.argmax(1)
+    expected = (np.abs(f[np.arange(40), p][:, None] - f) / direct[p]).sum(1) / np.linalg.norm(z - z.mean(0), axis=1)
+    np.testing.assert_allclose(det.score(out), expected, rtol=1e-4)
+
+
+def test_mahalanobis_with_constant_features_is_a_clear_error():
+    from core.extract import ModelOutputs
+
+    z = np.ones((20, 4))
+    out = ModelOutputs(logits=np.tile([[1.0, 0.0]], (20, 1)), features=z, labels=np.arange(20) % 2, preds=np.zeros(20))
+    with pytest.raises(ood.OODError, match="no variance"):
+        ood.create("mahalanobis").fit(out)
+
+
+def test_odin_refuses_single_images_and_accepts_loader_batches():
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+    det = ood.create("odin", model=net).fit(None)
+    with pytest.raises(ood.OODError, match=r"\[N, C, H, W\]"):
+        det.score_inputs(torch.zeros(3, 4, 4))
+    x = torch.randn(10, 3, 4, 4)
+    loader = [(x[:6], torch.zeros(6)), (x[6:], torch.zeros(4))]
+    np.testing.assert_allclose(det.score_inputs(loader), det.score_inputs(x), rtol=1e-6)

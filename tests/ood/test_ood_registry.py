@@ -169,5 +169,5 @@ def test_knn_and_nnguide_cap_k_at_the_bank(train_outputs):
     small = train_outputs.subset(np.arange(30))
     assert ood.create("knn").fit(small).info == {"k": 30, "bank_size": 30}
     assert ood.create("nnguide").fit(small).info == {"k": 30, "bank_size": 30}
-    det = ood.create("nnguide", k=5).fit(train_outputs)  # 1% of 600 = 6 samples, at least k
-    assert det.info == {"k": 5, "bank_size": 6}
+    det = ood.create("nnguide", k=5).fit(train_outputs)  # 1% of 600 = 6 samples, but at least 5k = 25
+    assert det.info == {"k": 5, "bank_size": 25}
