@@ -107,3 +107,74 @@ def test_upload_pickle_checkpoint_is_refused(home):
     assert not home.exception
     assert home.error, "a clear error is expected"
     assert home.session_state["workspace"]["model"]["kind"] == "zoo"
+
+
+def _png_bytes(size=(12, 12)) -> bytes:
+    b = io.BytesIO()
+    Image.fromarray(np.zeros((*size, 3), np.uint8)).save(b, format="PNG")
+    return b.getvalue()
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, content in entries.items():
+            z.writestr(name, content)
+    return buf.getvalue()
+
+
+BAD_DATA_UPLOADS = {
+    "absolute path": ("abs.zip", _zip({"/etc/cats/a.png": _png_bytes()})),
+    "truncated image": ("trunc.zip", _zip({"cats/a.png": _png_bytes()[:40], "dogs/b.png": _png_bytes()})),
+    "not images": ("text.zip", _zip({"cats/a.txt": b"hello", "dogs/b.txt": b"world"})),
+    "pickle disguised as npz": ("data.npz", b"\x80\x04\x95" + b"\x00" * 20),
+    "npz with NaN": ("out.npz", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA_UPLOADS))
+def test_bad_data_uploads_get_a_message_and_keep_the_workspace(home, case):
+    filename, content = BAD_DATA_UPLOADS[case]
+    if content is None:
+        buf = io.BytesIO()
+        np.savez(buf, logits=np.array([[np.nan, 1.0], [0.0, 1.0]]))
+        content = buf.getvalue()
+    before = dict(home.session_state["workspace"])
+    home.radio(key="home_data_source").set_value("Upload").run()
+    home.file_uploader(key="home_data_upload").set_value((filename, content, "application/octet-stream")).run()
+    if not home.button(key="home_apply").disabled:
+        home.button(key="home_apply").click().run()
+    assert not home.exception
+    assert home.error, f"{case}: a clear error message is expected"
+    assert home.session_state["workspace"] == before
+    assert metric(home, "Samples") == "500"
+
+
+def test_csv_without_usable_label_gets_a_message(home):
+    home.selectbox(key="home_data_name").set_value("wine").run()  # any table workspace
+    home.radio(key="home_data_source").set_value("Upload").run()
+    csv = b"id,value\n" + b"".join(f"{i},{i * 0.5}\n".encode() for i in range(30))
+    home.file_uploader(key="home_data_upload").set_value(("t.csv", csv, "text/csv")).run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception
+    assert home.error
+    assert home.session_state["workspace"]["data"]["name"] == "shapes"
+
+
+@pytest.mark.parametrize("case", ["truncated", "mismatch"])
+def test_bad_checkpoints_get_a_message(home, case):
+    import torch
+    from safetensors.torch import save
+
+    home.radio(key="home_model_source").set_value("Local checkpoint").run()
+    home.text_input(key="home_model_timm").set_value("resnet10t").run()
+    state = {"fc.weight": torch.zeros(6, 512), "unrelated.weight": torch.zeros(3)}
+    payload = save(state)
+    if case == "truncated":
+        payload = payload[: len(payload) // 2]
+    home.file_uploader(key="home_model_ckpt").set_value(("m.safetensors", payload, "application/octet-stream")).run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception
+    message = " ".join(e.value for e in home.error)
+    assert ("truncated" in message) if case == "truncated" else ("missing" in message and "unexpected" in message)
+    assert home.session_state["workspace"]["model"] == {"kind": "zoo", "name": "shapes-vit"}
