@@ -19,7 +19,7 @@ except wsp.USER_ERRORS as e:
     st.stop()
 
 cands = ui_ood.candidate_sets(ws)
-with st.expander("Sets, detectors and parameters", expanded=True):
+with st.expander("Sets, detectors and parameters", expanded="ood_result" not in st.session_state):
     c1, c2 = st.columns([2, 1])
     default_sets = [s for s in ui_ood.DEFAULT_SETS if s in cands] or list(cands)[:4]
     set_names = c1.multiselect("OOD sets", list(cands), default=default_sets, key="ood_sets",

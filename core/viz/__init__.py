@@ -19,8 +19,9 @@ def colour(i: int) -> str:
 
 
 def _layout(fig: go.Figure, title: str | None, height: int = 380, **kw) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, title=title, height=height, margin=dict(l=50, r=20, t=60 if title else 30, b=45),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), **kw)
+    # legend under the plot: several long set names never collide with the title
+    fig.update_layout(template=TEMPLATE, title=title, height=height, margin=dict(l=50, r=20, t=50 if title else 20, b=90),
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0), **kw)
     return fig
 
 

@@ -17,5 +17,5 @@ def test_home_page_renders_default_workspace(app_url, page, tmp_path):
     # the preview grid shows images with "label → prediction" captions
     assert page.locator("[data-testid='stImage']").count() >= 8
     page.get_by_role("tab", name="Confusion matrix").click()
-    page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
+    page.locator(".js-plotly-plot >> visible=true").first.wait_for(timeout=90_000)
     page.screenshot(path=str(tmp_path / "home.png"), full_page=True)
