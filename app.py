@@ -31,7 +31,7 @@ def home_page() -> None:
 
 st.navigation([
     st.Page(home_page, title="Workspace", icon=":material/home:", default=True),
-    st.Page("pages/1_OOD_detection.py", title="OOD detection", icon=":material/radar:", url_path="ood"),
+    st.Page("pages/1_OOD_detection.py", title="OOD detection", icon=":material/radar:", url_path="OOD_detection"),
     st.Page("pages/9_Importance_distributions.py", title="Importance distributions", icon=":material/bar_chart:",
-            url_path="importance"),
+            url_path="Importance_distributions"),
 ]).run()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
 
 EPS_NORM = 1e-10  # added to a norm before dividing (inside the norm, not to every component)
 
@@ -16,6 +15,13 @@ def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b through torch (MKL): about 3× faster than NumPy's BLAS here for the tall products."""
     with torch.no_grad():
         return (torch.from_numpy(np.ascontiguousarray(a)) @ torch.from_numpy(np.ascontiguousarray(b))).numpy()
+
+
+def centred64(x: np.ndarray, center: np.ndarray) -> torch.Tensor:
+    """x − center as a new float64 torch tensor (``x`` is never modified), computed with torch threads."""
+    out = np.empty(np.shape(x), np.float64)
+    np.subtract(x, f64(center), out=out)  # converts and centres in one pass
+    return torch.from_numpy(out)
 
 
 def gram(x: np.ndarray) -> np.ndarray:
@@ -40,19 +46,38 @@ def eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return evals.numpy(), evecs.numpy()
 
 
+def t64(x: np.ndarray) -> torch.Tensor:
+    """A float64 torch tensor of ``x`` (shares memory when ``x`` already is contiguous float64)."""
+    return torch.from_numpy(f64(x))
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    f = f64(logits)
-    return f - logsumexp(f, axis=1, keepdims=True)
+    """log softmax in float64 (torch: one fused, threaded pass instead of SciPy's several)."""
+    with torch.no_grad():
+        return torch.log_softmax(t64(logits), 1).numpy()
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    return np.exp(log_softmax(logits))
+    with torch.no_grad():
+        return torch.softmax(t64(logits), 1).numpy()
+
+
+def max_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """max_c softmax(f/T)_c = exp(max f/T − logsumexp(f/T)) in float64, without the N×C softmax."""
+    with torch.no_grad():
+        f = t64(logits)
+        if temperature != 1.0:
+            f = f / temperature
+        return torch.exp(f.amax(1) - torch.logsumexp(f, 1)).numpy()
 
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """E(x) = T·logsumexp(f/T), computed stably in float64."""
-    f = f64(logits)
-    return temperature * logsumexp(f / temperature, axis=1)
+    with torch.no_grad():
+        f = t64(logits)
+        if temperature == 1.0:
+            return torch.logsumexp(f, 1).numpy()
+        return (temperature * torch.logsumexp(f / temperature, 1)).numpy()
 
 
 def l2_normalise(x: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -64,26 +89,46 @@ def l2_normalise(x: np.ndarray, dtype=np.float64) -> np.ndarray:
 def class_means(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Means of the rows of ``x`` per class in ``y`` (rows with y < 0 are ignored).
 
-    Returns ``(means [K, D], classes [K], counts [K])`` for the K classes that occur. Computed as
-    one (K×N)·(N×D) product with a one-hot matrix rather than K masked passes.
+    Returns ``(means [K, D], classes [K], counts [K])`` for the K classes that occur. Summed in
+    float64 with one threaded scatter-add (torch ``index_add_``) rather than K masked passes.
     """
     valid = y >= 0
-    classes, inverse, counts = np.unique(y[valid], return_inverse=True, return_counts=True)
-    onehot = np.zeros((len(classes), int(valid.sum())), np.float64)
-    onehot[inverse, np.arange(inverse.size)] = 1.0
-    sums = mm(onehot, f64(x[valid]))
-    return sums / counts[:, None], classes, counts
+    yv = y[valid] if not valid.all() else y
+    classes, inverse, counts = np.unique(yv, return_inverse=True, return_counts=True)
+    xv = x[valid] if not valid.all() else x
+    with torch.no_grad():
+        sums = torch.zeros((len(classes), x.shape[1]), dtype=torch.float64)
+        sums.index_add_(0, torch.from_numpy(inverse.reshape(-1).astype(np.int64)), t64(xv))
+    return sums.numpy() / counts[:, None], classes, counts
 
 
-def within_class_covariance(x: np.ndarray, y: np.ndarray, means: np.ndarray, classes: np.ndarray) -> np.ndarray:
+def within_class_covariance(x: np.ndarray, y: np.ndarray, means: np.ndarray, classes: np.ndarray,
+                            overwrite_x: bool = False) -> np.ndarray:
     """Tied covariance Σ = (1/n) Σ_i (x_i − μ_{y_i})(x_i − μ_{y_i})ᵀ over rows with a class (biased, as
-    sklearn's EmpiricalCovariance)."""
+    sklearn's EmpiricalCovariance). ``overwrite_x``: ``x`` is a float64 array the caller no longer
+    needs, so it is centred in place (saves an N×D copy)."""
     valid = y >= 0
     row_of_class = np.full(int(classes.max()) + 1, -1, np.int64)
     row_of_class[classes] = np.arange(len(classes))
-    xc = f64(x[valid])
-    xc -= means[row_of_class[y[valid]]]
-    return gram(xc) / len(xc)
+    all_valid = bool(valid.all())
+    xv = x if all_valid else x[valid]
+    yv = y if all_valid else y[valid]
+    shift = f64(means)[row_of_class[yv]]
+    if overwrite_x and all_valid and x.dtype == np.float64 and x.flags.c_contiguous:
+        xc = x
+    else:
+        xc = np.empty(xv.shape, np.float64)
+    np.subtract(xv, shift, out=xc)  # converts and centres in one pass
+    del shift
+    with torch.no_grad():
+        xc = torch.from_numpy(xc)
+        return (xc.T @ xc).numpy() / len(xc)
+
+
+def between_class_covariance(means: np.ndarray, counts: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Σ_c (n_c/n)(μ_c − μ̄)(μ_c − μ̄)ᵀ: the total covariance is the within-class plus this."""
+    dev = f64(means) - center
+    return (dev * (counts / counts.sum())[:, None]).T @ dev
 
 
 def covariance(x: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -110,6 +155,13 @@ def whitener(cov: np.ndarray, shrinkage: float = 0.0) -> np.ndarray:
 def min_sq_distance(y: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """min_c ‖y − m_c‖² and its argmin, via ‖y‖² − 2y·m + ‖m‖² (N×K, never N×N). Callers centre the
     data first so the expansion loses nothing in float64."""
-    d = (y * y).sum(1)[:, None] - 2.0 * mm(y, centers.T) + (centers * centers).sum(1)[None, :]
-    idx = d.argmin(1)
-    return np.maximum(d[np.arange(len(d)), idx], 0.0), idx
+    with torch.no_grad():
+        best, idx = min_sq_distance_t(t64(y), t64(centers))
+    return np.maximum(best.numpy(), 0.0), idx.numpy()
+
+
+def min_sq_distance_t(yt: torch.Tensor, ct: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`min_sq_distance` on float64 tensors (no clamping at 0)."""
+    with torch.no_grad():
+        d = (yt * yt).sum(1, keepdim=True) - 2.0 * (yt @ ct.T) + (ct * ct).sum(1)[None, :]
+        return d.min(1)

@@ -4,19 +4,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import logsumexp
+import torch
 
 from ._stats import (
+    between_class_covariance,
+    centred64,
     class_means,
-    covariance,
     eigh,
     energy,
     f64,
-    gram,
     l2_normalise,
-    min_sq_distance,
-    mm,
+    min_sq_distance_t,
     softmax,
+    t64,
     whitener,
     within_class_covariance,
 )
@@ -36,8 +36,9 @@ class _ClassGaussian(Detector):
         x = outputs.features
         y, source = class_assignment(outputs)
         means, classes, counts = class_means(x, y)
+        # the mean of the rows with a class, subtracted before whitening so the expansion stays exact
+        self.center_ = counts @ means / counts.sum()
         cov = within_class_covariance(x, y, means, classes)
-        self.center_ = f64(x[y >= 0]).mean(0)  # subtracted before whitening so the expansion stays exact
         self.whiten_ = whitener(cov, self.params["shrinkage"])
         if self.whiten_.shape[1] == 0:
             raise OODError(f"{self.spec.name}: the class-centred fit features have no variance (constant features, or "
@@ -45,10 +46,16 @@ class _ClassGaussian(Detector):
         self.class_centers_ = (means - self.center_) @ self.whiten_
         self.classes_ = classes
         self.info.update(classes_from=source, classes=int(len(classes)), rank=int(self.whiten_.shape[1]))
+        return cov, means, counts
+
+    def _min_class_distance_t(self, z):
+        best, _ = min_sq_distance_t(z, torch.from_numpy(self.class_centers_))
+        return best.clamp_(min=0.0)
 
     def _min_class_distance(self, x):
-        z = mm(f64(x) - self.center_, self.whiten_)
-        return min_sq_distance(z, self.class_centers_)[0]
+        with torch.no_grad():
+            z = centred64(x, self.center_) @ torch.from_numpy(self.whiten_)
+            return self._min_class_distance_t(z).numpy()
 
 
 @register("mahalanobis", "Mahalanobis", "feature", {"features"},
@@ -85,15 +92,20 @@ class RelativeMahalanobis(_ClassGaussian):
     """
 
     def _fit(self, outputs):
-        self._fit_class_gaussian(outputs)
-        y, _ = class_assignment(outputs)
-        x = outputs.features[y >= 0]
-        self.bg_center_ = f64(x).mean(0)
-        self.bg_whiten_ = whitener(covariance(x, self.bg_center_), self.params["shrinkage"])
+        within, means, counts = self._fit_class_gaussian(outputs)
+        # the global covariance of the rows with a class = within-class + between-class covariance
+        # (one N×D Gram matrix serves both Gaussians)
+        self.bg_center_ = self.center_
+        total = within + between_class_covariance(means, counts, self.center_)
+        self.bg_whiten_ = whitener(total, self.params["shrinkage"])
+        self._both = np.ascontiguousarray(np.concatenate([self.whiten_, self.bg_whiten_], axis=1))
 
     def _score(self, outputs):
-        md0 = (mm(f64(outputs.features) - self.bg_center_, self.bg_whiten_) ** 2).sum(1)
-        return md0 - self._min_class_distance(outputs.features)
+        k = self.whiten_.shape[1]
+        with torch.no_grad():
+            z = centred64(outputs.features, self.center_) @ torch.from_numpy(self._both)
+            md0 = z[:, k:].square().sum(1)
+            return (md0 - self._min_class_distance_t(z[:, :k])).numpy()
 
 
 # ---------------------------------------------------------------------------- nearest neighbours
@@ -219,15 +231,21 @@ class _ResidualSpace(Detector):
             raise OODError(f"{self.spec.name}: dim must be smaller than the feature dimension D = {d} "
                            f"(the residual space would be empty), got {dim}.")
         self.origin_ = -np.linalg.pinv(w) @ b  # u = −W⁺b
-        xc = f64(outputs.features) - self.origin_
-        evals, evecs = eigh(gram(xc) / len(xc))
+        with torch.no_grad():
+            xc = centred64(outputs.features, self.origin_)
+            cov = (xc.T @ xc).numpy() / len(xc)
+        evals, evecs = eigh(cov)
         order = np.argsort(evals)[::-1]
         self.residual_basis_ = np.ascontiguousarray(evecs[:, order[dim:]])
         self.info.update(dim=int(dim), residual_dim=int(d - dim))
         return xc
 
+    def _residual_norm_t(self, xc):
+        with torch.no_grad():
+            return torch.linalg.vector_norm(xc @ torch.from_numpy(self.residual_basis_), dim=1)
+
     def _residual_norm(self, x):
-        return np.linalg.norm(mm(f64(x) - self.origin_, self.residual_basis_), axis=1)
+        return self._residual_norm_t(centred64(x, self.origin_)).numpy()
 
 
 @register("vim", "ViM", "feature", {"logits", "features", "head"},
@@ -245,7 +263,7 @@ class ViM(_ResidualSpace):
 
     def _fit(self, outputs):
         xc = self._fit_residual(outputs)
-        vlogit = np.linalg.norm(mm(xc, self.residual_basis_), axis=1).mean()
+        vlogit = float(self._residual_norm_t(xc).mean())
         if not vlogit > 1e-12:
             raise OODError("ViM: the fit features have no spread outside the principal space "
                            f"(dim = {self.info['dim']}); choose a smaller dim.")
@@ -253,7 +271,7 @@ class ViM(_ResidualSpace):
         self.info["alpha"] = self.alpha_
 
     def _score(self, outputs):
-        return logsumexp(f64(outputs.logits), axis=1) - self.alpha_ * self._residual_norm(outputs.features)
+        return energy(outputs.logits) - self.alpha_ * self._residual_norm(outputs.features)
 
 
 @register("residual", "Residual", "feature", {"features", "head"},
@@ -329,15 +347,19 @@ class FDBD(Detector):
         denom = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (w @ w.T), 0.0))
         np.fill_diagonal(denom, 1.0)  # the ŷ = c term has a zero numerator
         self.denominator_ = np.maximum(denom, np.finfo(np.float64).tiny)
-        self.mean_ = f64(outputs.features).mean(0)
+        self.mean_ = np.asarray(outputs.features).mean(0, dtype=np.float64)
 
     def _score(self, outputs):
         f = f64(outputs.logits)
         pred = f.argmax(1)
         top = f[np.arange(len(f)), pred]
         boundary = (np.abs(top[:, None] - f) / self.denominator_[pred]).sum(1)
-        z = f64(outputs.features)
-        norm = np.linalg.norm(z - self.mean_ if self.params["normalizer"] == "distance" else z, axis=1)
+        with torch.no_grad():
+            if self.params["normalizer"] == "distance":
+                z = centred64(outputs.features, self.mean_)
+            else:
+                z = t64(outputs.features)
+            norm = torch.linalg.vector_norm(z, dim=1).numpy()
         return boundary / np.maximum(norm, 1e-12)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._stats import energy, f64, log_softmax, softmax
+from ._stats import class_means, energy, f64, log_softmax, max_softmax, softmax
 from .base import Detector, OODError, ParamSpec, register
 
 
@@ -18,7 +18,7 @@ class MaxSoftmax(Detector):
     """
 
     def _score(self, outputs):
-        return softmax(outputs.logits).max(1)
+        return max_softmax(outputs.logits)
 
 
 @register("maxlogit", "MaxLogit", "logit", {"logits"},
@@ -108,7 +108,7 @@ class TemperatureScaling(Detector):
         self.info["temperature"] = self.temperature_
 
     def _score(self, outputs):
-        return softmax(f64(outputs.logits) / self.temperature_).max(1)
+        return max_softmax(outputs.logits, self.temperature_)
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, init: float = 1.5, max_iter: int = 200) -> float:
@@ -151,15 +151,14 @@ class KLMatching(Detector):
 
     def _fit(self, outputs):
         p = softmax(outputs.logits)
-        pred = p.argmax(1)
-        classes = np.unique(pred)
-        self.templates_ = np.stack([p[pred == c].mean(0) for c in classes])
+        self.templates_, classes, _ = class_means(p, p.argmax(1))
         self.info["classes_with_template"] = int(len(classes))
         self._log_templates = np.log(np.maximum(self.templates_, np.finfo(np.float64).tiny))
 
     def _score(self, outputs):
-        logp = log_softmax(outputs.logits)
-        p = np.exp(logp)
-        neg_entropy = (p * logp).sum(1)  # Σ p log p (p log p -> 0 as p -> 0, which exp/log gives)
-        kl = neg_entropy[:, None] - p @ self._log_templates.T
-        return -np.maximum(kl.min(1), 0.0)
+        with torch.no_grad():
+            logp = torch.log_softmax(torch.from_numpy(f64(outputs.logits)), 1)
+            p = logp.exp()
+            neg_entropy = (p * logp).sum(1)  # Σ p log p (p log p -> 0 as p -> 0, which exp/log gives)
+            kl = neg_entropy[:, None] - p @ torch.from_numpy(self._log_templates).T
+            return (-kl.amin(1).clamp_(min=0.0)).numpy()

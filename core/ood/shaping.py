@@ -94,6 +94,16 @@ class _Shaping(Detector):
     method = ""
 
     def _score(self, outputs):
+        z = np.asarray(outputs.features)
+        if self.method == "scale" and z.ndim == 2:
+            # W(z·s) + b = s·(Wz) + b: the scale only needs the top-k sum, not the shaped N×D matrix
+            d = z.shape[1]
+            k = _kept_count(d, self.params["percentile"])
+            s1 = z.sum(1, dtype=np.float64)
+            s2 = np.partition(z, d - k, axis=1)[:, d - k:].sum(1, dtype=np.float64) if k < d else s1
+            scale = np.exp(_log_scale(s1, s2))
+            logits = scale[:, None] * (f64(z) @ f64(outputs.head_weight).T) + f64(outputs.head_bias)
+            return energy(logits)
         z = shape_features(outputs.features, self.method, self.params["percentile"])
         return _head_energy(z, outputs.head_weight, outputs.head_bias)
 

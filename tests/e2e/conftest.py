@@ -83,10 +83,11 @@ def page(browser):
 
 
 def wait_idle(page, timeout: float = 120_000) -> None:
-    """Wait until Streamlit has finished running the script (no 'Running...' status widget)."""
+    """Wait until Streamlit has finished running the script (the app's data-test-script-state)."""
     page.wait_for_selector("[data-testid='stApp']", timeout=timeout)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state') === 'notRunning'",
+        timeout=timeout)
 
 
 def assert_no_exception(page) -> None:

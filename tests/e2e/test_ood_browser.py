@@ -7,7 +7,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_ood_page_runs_default_analysis(app_url, page, tmp_path):
-    page.goto(app_url + "/ood")
+    page.goto(app_url + "/OOD_detection")
     page.get_by_role("button", name="Run detectors").wait_for(timeout=120_000)
     wait_idle(page)
     page.get_by_role("button", name="Run detectors").click()
@@ -18,3 +18,11 @@ def test_ood_page_runs_default_analysis(app_url, page, tmp_path):
     body = page.inner_text("body")
     assert "Energy" in body and "Mahalanobis" in body
     page.screenshot(path=str(tmp_path / "ood.png"), full_page=True)
+    # keep the scores as importance distributions and compare them on the Importance page
+    page.get_by_role("button", name="Keep as importance distributions").click()
+    page.get_by_text("see the Importance page").wait_for(timeout=60_000)
+    page.get_by_role("link", name="Importance distributions").click()
+    page.get_by_text("Pairwise comparison").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    assert page.locator(".js-plotly-plot").count() >= 1
