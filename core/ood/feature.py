@@ -16,6 +16,7 @@ from ._stats import (
     l2_normalise,
     min_sq_distance_t,
     softmax,
+    sym_gram_t,
     t64,
     whitener,
     within_class_covariance,
@@ -233,7 +234,7 @@ class _ResidualSpace(Detector):
         self.origin_ = -np.linalg.pinv(w) @ b  # u = −W⁺b
         with torch.no_grad():
             xc = centred64(outputs.features, self.origin_)
-            cov = (xc.T @ xc).numpy() / len(xc)
+            cov = sym_gram_t(xc).numpy() / len(xc)
         evals, evecs = eigh(cov)
         order = np.argsort(evals)[::-1]
         self.residual_basis_ = np.ascontiguousarray(evecs[:, order[dim:]])

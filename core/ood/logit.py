@@ -86,14 +86,14 @@ class GeneralizedEntropy(Detector):
 @register("tempscale", "Temperature scaling", "logit", {"logits", "labels"},
           "Guo et al., On Calibration of Modern Neural Networks, ICML 2017",
           params=(ParamSpec("temperature", None, "float",
-                            "Temperature T; auto = fitted by minimising the NLL on the labelled fit set (LBFGS from 1.5).",
+                            "Temperature T; auto = fitted by minimising the NLL on the labelled fit set (Newton on 1/T from T = 1.5).",
                             low=1e-3, high=1e4, optional=True, log=True),),
           requires_fit=True)
 class TemperatureScaling(Detector):
     """**Temperature-scaled MSP.** score = max_c softmax(f/T)_c.
 
-    T is fitted by minimising the negative log-likelihood of the labelled fit set with LBFGS,
-    starting at T = 1.5 (optimised as log T so it stays positive). Samples whose label is outside
+    T is fitted by minimising the negative log-likelihood of the labelled fit set (convex in 1/T:
+    bracketed Newton from T = 1.5, the optimum LBFGS on log T reaches). Samples whose label is outside
     the classes (−1) are skipped. Guo et al., ICML 2017.
     """
 
@@ -112,24 +112,57 @@ class TemperatureScaling(Detector):
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, init: float = 1.5, max_iter: int = 200) -> float:
-    """T minimising mean cross-entropy of softmax(f/T) on labelled samples (labels outside 0..C-1 skipped)."""
+    """T minimising mean cross-entropy of softmax(f/T) on labelled samples (labels outside 0..C-1 skipped).
+
+    The NLL is convex in β = 1/T: L(β) = mean_i[logsumexp(β f_i) − β f_iy] with L'(β) = mean_i[E_p f − f_iy]
+    and L''(β) = mean_i Var_p(f) (p = softmax(β f_i)). L' is increasing, so a bracketed Newton iteration
+    on L'(β) = 0 from β = 1/init reaches the optimum LBFGS on log T reaches: first in float32, then
+    polished with float64 Newton steps (quadratic convergence: one or two suffice).
+    """
     c = logits.shape[1]
     ok = (labels >= 0) & (labels < c)
-    f = torch.from_numpy(f64(logits[ok]))
-    y = torch.from_numpy(labels[ok].astype(np.int64))
-    log_t = torch.tensor([np.log(init)], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
-                            tolerance_grad=1e-10, tolerance_change=1e-12)
+    if not ok.any():
+        raise OODError("Temperature scaling needs labelled fit samples with labels in 0..C-1.")
+    with torch.no_grad():
+        f64_ = torch.from_numpy(f64(logits[ok]))
+        y = torch.from_numpy(labels[ok].astype(np.int64))
+        # shift every row by its label logit (softmax, E_p f − f_y and Var_p f are unchanged): L'(β) is then a
+        # mean of small numbers rather than a difference of two large ones, which float32 resolves
+        f64_ -= f64_.gather(1, y[:, None])
+        fy = 0.0
+        f32_ = f64_.float()
 
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(f / log_t.exp(), y)
-        loss.backward()
-        return loss
+        def grad_hess(f: torch.Tensor, beta: float):
+            p = torch.softmax(f * beta, 1)
+            ef = (p * f).sum(1)
+            var = (p * (f - ef[:, None]).square_()).sum(1)
+            return float(ef.mean()) - fy, float(var.mean())
 
-    with torch.enable_grad():
-        opt.step(closure)
-    t = float(log_t.detach().exp())
+        beta, lo, hi = 1.0 / init, 0.0, np.inf
+        budget = max_iter
+        for f, tol, n_max in ((f32_, 1e-5, max_iter), (f64_, 1e-6, 8)):
+            for _ in range(min(n_max, budget)):
+                budget -= 1
+                g, h = grad_hess(f, beta)
+                if not (np.isfinite(g) and np.isfinite(h)):
+                    break
+                if abs(beta * g) <= 1e-10:  # |dL/d log T| at LBFGS's tolerance_grad: converged (or a separable
+                    break                   # fit set, whose optimum T → 0 is only approached; stop as LBFGS did)
+                if g < 0:
+                    lo = max(lo, beta)
+                else:
+                    hi = min(hi, beta)
+                nb = beta - g / h if h > 0 else np.nan
+                if not (lo < nb < hi):  # outside the bracket: bisect (or grow β while no upper bound is known)
+                    nb = 0.5 * (lo + hi) if np.isfinite(hi) else 2.0 * max(beta, lo)
+                done = abs(nb - beta) <= tol * abs(nb)
+                beta = nb
+                if done:
+                    break
+            # the float64 phase re-checks the float32 bracket from scratch around the current β; it stops after a
+            # Newton step below 1e-6·β, which (quadratic convergence) leaves β accurate to ~1e-12
+            lo, hi = 0.0, np.inf
+    t = 1.0 / beta
     if not np.isfinite(t) or t <= 0:
         raise OODError("Temperature scaling did not converge on the fit set (got a non-finite temperature).")
     return t
