@@ -5,33 +5,22 @@ from ui import home
 from ui import workspace as wsp
 
 st.set_page_config(page_title="Importance Explorer", page_icon=":material/insights:", layout="wide")
-
-
-def home_page() -> None:
-    st.title("Importance Explorer")
-    st.caption("Look inside models and datasets through importance distributions: out-of-distribution scores, "
-               "token importance, attributions and distribution-shift attributions.")
-    wsp.sidebar_summary()
-    with st.expander("Change the model or the data", expanded=False):
-        left, right = st.columns(2)
-        with left:
-            st.subheader("Data")
-            data_spec = home.data_picker()
-        with right:
-            st.subheader("Model")
-            model_spec = home.model_picker(home.data_kind_of(data_spec))
-        ready = data_spec is not None and model_spec is not None
-        if st.button("Load workspace", type="primary", disabled=not ready, key="home_apply"):
-            if wsp.try_apply(model_spec, data_spec):
-                st.rerun()
-    ws = wsp.get()
-    st.subheader(f"{wsp.describe_model(ws['model'])} on {wsp.describe_data(ws['data'])}")
-    home.show_workspace()
-
-
-st.navigation([
-    st.Page(home_page, title="Workspace", icon=":material/home:", default=True),
-    st.Page("pages/1_OOD_detection.py", title="OOD detection", icon=":material/radar:", url_path="OOD_detection"),
-    st.Page("pages/9_Importance_distributions.py", title="Importance distributions", icon=":material/bar_chart:",
-            url_path="Importance_distributions"),
-]).run()
+st.title("Importance Explorer")
+st.caption("Look inside models and datasets through importance distributions: out-of-distribution scores, "
+           "token importance, attributions and distribution-shift attributions.")
+wsp.sidebar_summary()
+with st.expander("Change the model or the data", expanded=False):
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Data")
+        data_spec = home.data_picker()
+    with right:
+        st.subheader("Model")
+        model_spec = home.model_picker(home.data_kind_of(data_spec))
+    ready = data_spec is not None and model_spec is not None
+    if st.button("Load workspace", type="primary", disabled=not ready, key="home_apply"):
+        if wsp.try_apply(model_spec, data_spec):
+            st.rerun()
+ws = wsp.get()
+st.subheader(f"{wsp.describe_model(ws['model'])} on {wsp.describe_data(ws['data'])}")
+home.show_workspace()

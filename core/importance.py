@@ -71,10 +71,12 @@ class Importance:
 
 def compare(a: Importance, b: Importance) -> dict[str, float]:
     """How two importance distributions differ: rank agreement (Spearman, Kendall) when they
-    score the same units, and distribution distance (KS, Wasserstein) always."""
+    score the same units (same shape and same data in their provenance), and distribution
+    distance (KS, Wasserstein) always."""
     va, vb = a.flat(), b.flat()
     out: dict[str, float] = {}
-    if a.values.shape == b.values.shape and va.size > 1:
+    same_units = a.values.shape == b.values.shape and a.provenance.get("data") == b.provenance.get("data")
+    if same_units and va.size > 1:  # rank agreement only makes sense over the same samples/tokens/features
         out["spearman"] = float(stats.spearmanr(a.values.ravel(), b.values.ravel()).statistic)
         out["kendall"] = float(stats.kendalltau(a.values.ravel(), b.values.ravel()).statistic)
     if va.size and vb.size:

@@ -17,7 +17,8 @@ if not items:
             "“Keep as importance distributions”.")
     st.stop()
 
-chosen = st.multiselect("Distributions", list(items), default=list(items)[: min(4, len(items))], key="imp_chosen")
+chosen = st.multiselect("Distributions", list(items), default=list(items)[-min(8, len(items)):], key="imp_chosen",
+                        help="The most recently kept ones are chosen first.")
 if not chosen:
     st.warning("Choose at least one distribution.")
     st.stop()
@@ -29,12 +30,16 @@ kind = c2.radio("Plot", ["histogram", "ecdf"], horizontal=True, key="imp_kind")
 groups = {k: store.transform(v.values, scale) for k, v in sel.items()}
 st.plotly_chart(viz.score_distributions(groups, kind=kind, xaxis=f"importance ({scale})"), width="stretch")
 st.subheader("Summary")
-st.dataframe(store.summary_table(sel), width="stretch", hide_index=True)
+summary = store.summary_table(sel)
+st.dataframe(summary.style.format({c: "{:.4g}" for c in summary.columns if c not in ("distribution", "unit", "n")}),
+             width="stretch", hide_index=True)
 if len(sel) > 1:
     st.subheader("Pairwise comparison")
     st.caption("Spearman/Kendall: rank agreement when both score the same units. KS and Wasserstein: how far apart "
                "the two distributions are (on raw values).")
-    st.dataframe(store.pairwise_table(sel), width="stretch", hide_index=True)
+    pairs = store.pairwise_table(sel)
+    st.dataframe(pairs.style.format({c: "{:.3g}" for c in pairs.columns if c not in ("a", "b")}), width="stretch",
+                 hide_index=True)
 st.download_button("Download the chosen distributions (CSV)", store.export_csv(sel), "importances.csv", "text/csv")
 with st.expander("Provenance"):
     for k, v in sel.items():

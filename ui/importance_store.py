@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.importance import Importance, compare
 
-MAX_KEPT = 24
+MAX_KEPT = 48
 KEY = "importances"
 
 

@@ -272,11 +272,13 @@ def export(result: SuiteResult, ws: dict) -> None:
     c1.download_button("Download scores (CSV)", scores_csv, "ood_scores.csv", "text/csv", key="ood_dl_scores")
     c2.download_button("Download metrics (CSV)", result.table.to_csv(index=False).encode(), "ood_metrics.csv",
                        "text/csv", key="ood_dl_metrics")
+    det = st.session_state.get("ood_view_det") or result.detectors[0]
     if c3.button("Keep as importance distributions", key="ood_keep",
-                 help="Keeps each detector's ID and OOD scores (one value per sample) for the Importance page."):
-        for det, per_set in result.scores.items():
-            for s, v in per_set.items():
-                importance_store.keep(Importance(values=v, unit="sample", provenance={
-                    "analysis": "ood", "method": det, "data": s, "model": wsp.describe_model(ws["model"]),
-                    "parameters": result.params.get(det, {})}), label=f"OOD · {ood.spec(det).name} · {s}")
-        st.success(f"Kept {sum(len(v) for v in result.scores.values())} distributions; see the Importance page.")
+                 help=f"Keeps the scores of the detector shown above ({ood.spec(det).name}) on the ID set and on every "
+                      "OOD set, one value per sample, for the Importance page."):
+        per_set = result.scores[det]
+        for s, v in per_set.items():
+            importance_store.keep(Importance(values=v, unit="sample", provenance={
+                "analysis": "ood", "method": det, "data": s, "model": wsp.describe_model(ws["model"]),
+                "parameters": result.params.get(det, {})}), label=f"OOD · {ood.spec(det).name} · {s}")
+        st.success(f"Kept {len(per_set)} distributions of {ood.spec(det).name}; see the Importance page.")

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 import core.data as data
 import core.models as models
@@ -200,9 +201,21 @@ def current() -> tuple[dict, Any, data.Dataset, ModelOutputs]:
     return ws, model, dataset, outputs
 
 
+NAVIGATION = [("app.py", "Workspace", ":material/home:"),
+              ("pages/1_OOD_detection.py", "OOD detection", ":material/radar:"),
+              ("pages/9_Importance_distributions.py", "Importance distributions", ":material/bar_chart:")]
+
+
 def sidebar_summary() -> None:
+    """Labelled page links and the current workspace, on every page."""
     ws = get()
     with st.sidebar:
+        for path, label, icon in NAVIGATION:
+            try:
+                st.page_link(path, label=label, icon=icon)
+            except StreamlitAPIException:  # a page run on its own (AppTest) knows no other pages
+                pass
+        st.divider()
         st.caption("Workspace")
         st.markdown(f"**Model:** {describe_model(ws['model'])}  \n**Data:** {describe_data(ws['data'])}")
 

@@ -25,6 +25,15 @@ def test_compare_rank_and_distance():
     assert s["ks"] > 0.8
 
 
+def test_rank_agreement_needs_the_same_units():
+    rng = np.random.default_rng(1)
+    a = Importance(rng.normal(size=50), "sample", provenance={"data": "ID"})
+    b = Importance(rng.normal(size=50), "sample", provenance={"data": "noise"})
+    assert "spearman" not in compare(a, b) and "ks" in compare(a, b)
+    c = Importance(a.values * 3, "sample", provenance={"data": "ID"})
+    assert compare(a, c)["spearman"] == pytest.approx(1.0)
+
+
 def test_frame_and_names():
     imp = Importance([0.2, 0.8], "mechanism", names=["size", "background"], provenance={"analysis": "shift"})
     df = imp.to_frame()
