@@ -178,3 +178,18 @@ def test_bad_checkpoints_get_a_message(home, case):
     message = " ".join(e.value for e in home.error)
     assert ("truncated" in message) if case == "truncated" else ("missing" in message and "unexpected" in message)
     assert home.session_state["workspace"]["model"] == {"kind": "zoo", "name": "shapes-vit"}
+
+
+def test_timm_architecture_random_init_and_pretrained_offline(home):
+    home.radio(key="home_model_source").set_value("timm architecture").run()
+    home.text_input(key="home_model_timm").set_value("resnet10t").run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception and not home.error
+    assert home.session_state["workspace"]["model"]["name"] == "resnet10t"
+    # pretrained hub weights cannot be fetched offline: a message that says how to provide a file instead
+    home.checkbox(key="home_model_pretrained").check().run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception
+    message = " ".join(e.value for e in home.error)
+    assert "checkpoint" in message.lower() or "weights" in message.lower(), message
+    assert home.session_state["workspace"]["model"]["pretrained"] is False
