@@ -4,11 +4,9 @@ import streamlit as st
 from ui import home
 from ui import workspace as wsp
 
-st.set_page_config(page_title="Importance Explorer", page_icon=":material/insights:", layout="wide")
-st.title("Importance Explorer")
-st.caption("Look inside models and datasets through importance distributions: out-of-distribution scores, "
-           "token importance, attributions and distribution-shift attributions.")
-wsp.sidebar_summary()
+wsp.page_header("Importance Explorer", "Look inside models and datasets through importance distributions: "
+                "out-of-distribution scores, token importance, attributions and distribution-shift attributions.",
+                ":material/insights:")
 with st.expander("Change the model or the data", expanded=False):
     left, right = st.columns(2)
     with left:

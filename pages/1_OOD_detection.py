@@ -5,11 +5,9 @@ import core.ood as ood
 from ui import ood as ui_ood
 from ui import workspace as wsp
 
-st.set_page_config(page_title="OOD detection", page_icon=":material/radar:", layout="wide")
-st.title("Out-of-distribution detection")
-st.caption("Post-hoc detectors score every sample (higher = more in-distribution) from the model's logits, "
-           "features, head or gradients. Fit on the ID training split, score the ID test set and each OOD set.")
-wsp.sidebar_summary()
+wsp.page_header("Out-of-distribution detection",
+                "Post-hoc detectors score every sample (higher = more in-distribution) from the model's logits, features, "
+                "head or gradients. Fit on the ID training split, score the ID test set and each OOD set.", ":material/radar:")
 
 ws = wsp.get()
 try:

@@ -5,11 +5,9 @@ import core.viz as viz
 from ui import importance_store as store
 from ui import workspace as wsp
 
-st.set_page_config(page_title="Importance distributions", page_icon=":material/bar_chart:", layout="wide")
-st.title("Importance distributions")
-st.caption("Every analysis can keep its result as an importance distribution (one value per sample, token, pixel, "
-           "feature or mechanism). Compare them here on one scale and export them.")
-wsp.sidebar_summary()
+wsp.page_header("Importance distributions",
+                "Every analysis can keep its result as an importance distribution (one value per sample, token, pixel, "
+                "feature or mechanism). Compare them here on one scale and export them.", ":material/bar_chart:")
 
 items = store.kept()
 if not items:

@@ -206,6 +206,14 @@ NAVIGATION = [("app.py", "Workspace", ":material/home:"),
               ("pages/9_Importance_distributions.py", "Importance distributions", ":material/bar_chart:")]
 
 
+def page_header(title: str, caption: str, icon: str) -> None:
+    """The opening of every page: page config, title, caption, and the sidebar (links + workspace)."""
+    st.set_page_config(page_title=title, page_icon=icon, layout="wide")
+    st.title(title)
+    st.caption(caption)
+    sidebar_summary()
+
+
 def sidebar_summary() -> None:
     """Labelled page links and the current workspace, on every page."""
     ws = get()

@@ -164,10 +164,11 @@ class _Shaping(Detector):
 
 
 _ASH_REF = "Djurisic et al., Extremely Simple Activation Shaping for Out-of-Distribution Detection, ICLR 2023"
+_ASH_PERCENTILE = ParamSpec("percentile", 90.0, "float", _PCT_NOTE, low=0.0, high=99.9)
 
 
 @register("ash-p", "ASH-P", "shaping", {"features", "head"}, _ASH_REF,
-          params=(ParamSpec("percentile", 90.0, "float", _PCT_NOTE, low=0.0, high=99.9),))
+          params=(_ASH_PERCENTILE,))
 class ASHP(_Shaping):
     """**ASH-P (prune).** Keep the largest (100 − p)% units of z (p = 90), zero the rest, then
     score = logsumexp(W z̃ + b). Meant for non-negative (post-ReLU) features.
@@ -178,7 +179,7 @@ class ASHP(_Shaping):
 
 
 @register("ash-b", "ASH-B", "shaping", {"features", "head"}, _ASH_REF,
-          params=(ParamSpec("percentile", 90.0, "float", _PCT_NOTE, low=0.0, high=99.9),))
+          params=(_ASH_PERCENTILE,))
 class ASHB(_Shaping):
     """**ASH-B (binarise).** Keep the largest (100 − p)% units (p = 90), set each kept unit to s₁/k
     (s₁ = the sum of all units, k = the number kept) and the rest to 0, then
@@ -190,7 +191,7 @@ class ASHB(_Shaping):
 
 
 @register("ash-s", "ASH-S", "shaping", {"features", "head"}, _ASH_REF,
-          params=(ParamSpec("percentile", 90.0, "float", _PCT_NOTE, low=0.0, high=99.9),))
+          params=(_ASH_PERCENTILE,))
 class ASHS(_Shaping):
     """**ASH-S (scale).** Prune to the largest (100 − p)% units (p = 90), multiply by exp(s₁/s₂)
     (s₁, s₂ = the sums before and after pruning), then score = logsumexp(W z̃ + b).
