@@ -193,3 +193,28 @@ def test_timm_architecture_random_init_and_pretrained_offline(home):
     message = " ".join(e.value for e in home.error)
     assert "checkpoint" in message.lower() or "weights" in message.lower(), message
     assert home.session_state["workspace"]["model"]["pretrained"] is False
+
+
+@pytest.mark.parametrize("case,limits", [
+    ("too many files", {"max_files": 3}),
+    ("too large uncompressed", {"max_uncompressed": 50_000}),
+    ("decompression bomb", {"max_pixels": 10_000}),
+])
+def test_zip_limits_in_the_ui(home, monkeypatch, case, limits):
+    """The zip limits, lowered so that small files hit them, give a message and keep the workspace."""
+    import core.data.uploads as uploads
+
+    defaults = dict(zip(["image_size", "max_files", "max_uncompressed", "max_pixels"], uploads.load_image_zip.__defaults__))
+    defaults.update(limits)
+    monkeypatch.setattr(uploads.load_image_zip, "__defaults__", tuple(defaults.values()))
+    rng = np.random.default_rng(1)
+    big = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(big, format="PNG")
+    entries = {f"{c}/{i}.png": big.getvalue() for c in ("a", "b") for i in range(2)}
+    before = dict(home.session_state["workspace"])
+    home.radio(key="home_data_source").set_value("Upload").run()
+    home.file_uploader(key="home_data_upload").set_value((f"{case}.zip", _zip(entries), "application/zip")).run()
+    home.button(key="home_apply").click().run()
+    assert not home.exception
+    assert home.error, case
+    assert home.session_state["workspace"] == before
