@@ -19,10 +19,14 @@ except wsp.USER_ERRORS as e:
 cands = ui_ood.candidate_sets(ws)
 with st.expander("Sets, detectors and parameters", expanded="ood_result" not in st.session_state):
     c1, c2 = st.columns([2, 1])
-    default_sets = [s for s in ui_ood.DEFAULT_SETS if s in cands] or list(cands)[:4]
-    set_names = c1.multiselect("OOD sets", list(cands), default=default_sets, key="ood_sets",
-                               help="near: held-out shapes; shift: the Shapes world with one mechanism changed; "
-                                    "far: noise, textures, digits.")
+    is_table = dataset.kind == "table"
+    default_sets = [s for s in (ui_ood.DEFAULT_TABLE_SETS if is_table else ui_ood.DEFAULT_SETS) if s in cands] \
+        or list(cands)[:4]
+    set_help = ("Synthetic rows made from the training split (ADBench's families): "
+                + "; ".join(f"{k}: {v['help']}" for k, v in cands.items() if "help" in v) + "."
+                if is_table else "near: held-out shapes; shift: the Shapes world with one mechanism changed; "
+                                 "far: noise, textures, digits.")
+    set_names = c1.multiselect("OOD sets", list(cands), default=default_sets, key="ood_sets", help=set_help)
     convention = c2.radio("FPR@95 convention", ["ood-positive", "id-positive"], key="ood_convention",
                           help="ood-positive (OpenOOD, pytorch-ood): share of ID flagged when 95% of OOD is caught. "
                                "id-positive (ViM/KNN papers): share of OOD accepted when 95% of ID is kept.")
@@ -35,16 +39,25 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
         if r:
             st.caption(f"⛔ {ood.spec(d).name}: {r}")
     c1, c2 = st.columns(2)
-    n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, 2000, step=100, key="ood_n_fit"))
+    if is_table and ws["data"]["kind"] == "builtin":
+        n_fit = 0
+        c1.caption("Fit set: the whole training split of the table (the split the model was trained on).")
+    else:
+        n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, 2000, step=100, key="ood_n_fit"))
     c2.caption(f"Evaluation: the workspace's {len(dataset)} samples and the same number per OOD set.")
-    upload = st.file_uploader("Add your own OOD set (.zip ImageFolder or .npz outputs)", type=["zip", "npz"],
-                              key="ood_upload")
+    if is_table:
+        upload = st.file_uploader("Add your own OOD set (.csv or .parquet with the same feature columns, no label "
+                                  "needed; or .npz outputs)", type=["csv", "parquet", "npz"], key="ood_upload")
+    else:
+        upload = st.file_uploader("Add your own OOD set (.zip ImageFolder or .npz outputs)", type=["zip", "npz"],
+                                  key="ood_upload")
     uploads = {}
     if upload is not None:
         digest = wsp.store_upload(upload.name, upload.getvalue())
         name = f"upload: {upload.name}"
+        options = {"unlabelled": True} if upload.name.lower().endswith((".csv", ".parquet")) else {}
         uploads[name] = {"group": "upload", "spec": {"kind": "upload", "filename": upload.name, "digest": digest,
-                                                     "options": {}}, "images": upload.name.endswith(".zip")}
+                                                     "options": options}, "images": upload.name.endswith(".zip")}
         set_names = set_names + [name]
     params = {}
     with st.popover("Detector parameters"):

@@ -11,6 +11,7 @@ import streamlit as st
 import core.data as data
 import core.ood as ood
 import core.viz as viz
+from core.data import table_ood
 from core.extract import ModelOutputs, preprocess
 from core.importance import Importance
 from core.ood.suite import EvalSet, SuiteResult, extremes, flagged_counts, per_class, run_suite
@@ -20,6 +21,7 @@ from . import workspace as wsp
 from .cache import results_cache
 
 GROUP_LABELS = {"near": "near-OOD", "shift": "covariate shift", "far": "far-OOD", "upload": "uploaded"}
+DEFAULT_TABLE_SETS = ["near: table dependency", "near: table local", "far: table global"]
 DEFAULT_SETS = ["near: shapes-near-ood", "far: noise", "far: textures", "far: digits", "shift: background", "shift: size"]
 
 
@@ -32,7 +34,10 @@ def candidate_sets(ws: dict) -> dict[str, dict]:
     """
     ds = ws["data"]
     out: dict[str, dict] = {}
-    if wsp.load_data(ds).kind != "image":
+    loaded = wsp.load_data(ds)
+    if loaded.kind == "table":
+        return table_candidate_sets(ws, len(loaded))
+    if loaded.kind != "image":
         return out
     n = ds.get("n") or 500
     seed = ds.get("seed", 0)
@@ -50,6 +55,20 @@ def candidate_sets(ws: dict) -> dict[str, dict]:
     return out
 
 
+def table_candidate_sets(ws: dict, n: int) -> dict[str, dict]:
+    """Synthetic OOD rows for a table workspace (ADBench's dependency, local and global families), built from
+    the training split of a built-in table (so no evaluation row enters them) or from an uploaded table."""
+    ds = ws["data"]
+    base = {**ds, "split": "train", "n": None, "shift": None} if ds["kind"] == "builtin" else ds
+    out = {}
+    for kind in table_ood.KINDS:
+        group = table_ood.GROUP[kind]
+        out[f"{group}: table {kind}"] = {"group": group, "spec": {"kind": "table-ood", "base": base, "ood": kind,
+                                                                   "n": n, "seed": ds.get("seed", 0)},
+                                         "help": table_ood.DESCRIPTION[kind]}
+    return out
+
+
 def fit_and_eval_specs(ws: dict, n_fit: int) -> tuple[dict | None, dict]:
     """(fit spec or None, eval spec). Built-in data fits on its train split; uploads split themselves."""
     ds = ws["data"]
@@ -57,6 +76,21 @@ def fit_and_eval_specs(ws: dict, n_fit: int) -> tuple[dict | None, dict]:
         n = None if ds["name"] == "digits" or data.kind_of(ds["name"]) == "table" else n_fit
         return {**ds, "split": "train", "n": n, "shift": None}, ds
     return None, ds
+
+
+#: built-in sets drawn from a generative world: any split name is a fresh, independent stream of samples
+GENERATED_WORLDS = ("shapes", "shapes-near-ood")
+
+
+def validation_spec(ws: dict, n_fit: int) -> dict | None:
+    """Held-out labelled ID data for calibrating detectors (TempScale's T): the Shapes world's "val" split,
+    which neither the shipped models' training nor the test split ever draws. None where no such split exists
+    (tables and digits have a fixed train/test partition; uploads are split in halves, and the fit half is
+    already held out from evaluation)."""
+    ds = ws["data"]
+    if ds["kind"] == "builtin" and ds["name"] in GENERATED_WORLDS:
+        return {**ds, "split": "val", "n": n_fit, "shift": None}
+    return None
 
 
 def split_outputs(out: ModelOutputs, seed: int) -> tuple[ModelOutputs, ModelOutputs, np.ndarray]:
@@ -112,6 +146,7 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
     cands = candidate_sets(ws)
     cands.update(uploads or {})
     fit_spec, eval_spec = fit_and_eval_specs(ws, n_fit)
+    val_spec = validation_spec(ws, n_fit) if any(ood.spec(d).fit_on == "validation" for d in detectors) else None
     model = wsp.load_model(ws["model"], ws["data"])
     card = getattr(model, "card", {}) if model is not None else {}
     torch_model = model if hasattr(model, "forward") else None
@@ -125,13 +160,15 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
         else:
             fit_out, eval_out, index = split_outputs(eval_out, seed=0)
             id_inputs = input_batches(eval_spec, card, index) if torch_model is not None else None
+        val_out = (wsp.run_with_progress(ws["model"], val_spec, label="ID validation set (val split)")
+                   if val_spec is not None else None)
         bar.progress(1 / steps, text="Running the model over the OOD sets")
         sets = {"ID": EvalSet(eval_out, "id", id_inputs)}
         load_errors = {}
         for i, name in enumerate(set_names):
             c = cands[name]
             try:  # one unusable OOD set must not stop the others
-                out = wsp.run_with_progress(ws["model"], c["spec"], label=name)
+                out = wsp.run_with_progress(ws["model"], c["spec"], label=name, model_data=ws["data"])
             except wsp.USER_ERRORS as e:
                 load_errors[name] = f"could not be used: {e}"
                 continue
@@ -141,7 +178,7 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
             bar.progress((i + 2) / steps, text=f"Outputs of {name}")
         if len(sets) < 2:
             raise ood.OODError("None of the chosen OOD sets could be used: " + "; ".join(f"{k}: {v}" for k, v in load_errors.items()))
-        base = wsp.key_of({"model": ws["model"], "fit": fit_spec or eval_spec,
+        base = wsp.key_of({"model": ws["model"], "fit": fit_spec or eval_spec, "validation": val_spec,
                            "sets": {k: cands[k]["spec"] for k in sets if k != "ID"}, "eval": eval_spec})
 
         def cache_key(det, params):
@@ -151,7 +188,7 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
             bar.progress(min(1.0, (steps - 1 + frac) / steps), text=f"Detectors: {msg}")
 
         result = run_suite(fit_out, sets, "ID", detectors, model=torch_model, convention=convention,
-                           progress=progress, cache=results_cache(), cache_key=cache_key)
+                           progress=progress, cache=results_cache(), cache_key=cache_key, validation=val_out)
         result.set_errors.update(load_errors)
         result.meta["id_index"] = None if fit_spec is not None else index
         result.meta["id_outputs"] = eval_out
@@ -179,6 +216,31 @@ def results_table(result: SuiteResult) -> None:
         st.dataframe(result.table.style.format(precision=3), width="stretch", hide_index=True)
 
 
+def fitted_facts(result: SuiteResult, det: str) -> str:
+    """Markdown lines with the parameters used and what the detector learnt on fitting (e.g. TempScale's T)."""
+    lines = []
+    params = result.params.get(det) or {}
+    if params:
+        lines.append("**Parameters:** " + ", ".join(f"{k} = {_fmt(v)}" for k, v in params.items()))
+    info = dict(result.info.get(det) or {})
+    where = info.pop("fitted on", None)
+    if where:
+        lines.append(f"**Fitted on:** {where}")
+    if info:
+        lines.append("**Fitted values:** " + ", ".join(f"{k} = {_fmt(v)}" for k, v in info.items()))
+    return "  \n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "auto"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(map(str, v)) + "]" if v else "none"
+    return str(v)
+
+
 def auroc_heatmap(result: SuiteResult):
     t = result.table
     dets = list(result.summary()["detector"])
@@ -201,6 +263,9 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
         with st.expander("What this detector computes"):
             st.markdown(ood.spec(det).description)
             st.caption(ood.spec(det).reference)
+            fitted = fitted_facts(result, det)
+            if fitted:
+                st.markdown(fitted)
     with tabs[1]:
         compare = st.radio("Compare", ["this detector on every OOD set", "every detector on one OOD set"],
                            horizontal=True, key="ood_roc_mode")

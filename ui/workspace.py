@@ -87,6 +87,10 @@ def load_data(spec: dict, split: str | None = None, n: int | None = None) -> dat
 
             options = {k: v for k, v in spec.get("options", {}).items() if v is not None}
             return load_upload(content, filename, **options)
+        if spec["kind"] == "table-ood":
+            from core.data.table_ood import table_outliers
+
+            return table_outliers(load_data(spec["base"]), spec["ood"], n=spec.get("n"), seed=spec.get("seed", 0))
         raise WorkspaceError(f"Unknown data source kind '{spec['kind']}'.")
 
     return datasets_cache().get_or_compute(key, compute)
@@ -135,22 +139,33 @@ def check_compatible(model, dataset: data.Dataset) -> None:
         raise WorkspaceError(f"'{dataset.name}' holds images; choose an image model (a shipped model, a timm model or a checkpoint).")
 
 
-def outputs_for(model_spec: dict, data_spec: dict, progress=None) -> ModelOutputs:
-    """Run the model over the data once; later calls with the same specs return the cached outputs."""
-    key = key_of({"model": model_spec, "data": data_spec})
+def _outputs_key(model_spec: dict, data_spec: dict, model_data: dict | None) -> str:
+    parts = {"model": model_spec, "data": data_spec}
+    if model_data is not None and model_data != data_spec and model_spec.get("kind") == "tabular":
+        parts["model_data"] = model_data  # a tabular model is the one trained on model_data's table
+    return key_of(parts)
+
+
+def outputs_for(model_spec: dict, data_spec: dict, progress=None, model_data: dict | None = None) -> ModelOutputs:
+    """Run the model over the data once; later calls with the same specs return the cached outputs.
+
+    ``model_data``: the workspace data whose table a tabular model is trained on, when ``data_spec``
+    is another set (an OOD set); defaults to ``data_spec``."""
+    key = _outputs_key(model_spec, data_spec, model_data)
     cached = outputs_cache().get(key)
     if cached is not None:
         return cached
     dataset = load_data(data_spec)
-    model = load_model(model_spec, data_spec)
+    model = load_model(model_spec, model_data or data_spec)
     check_compatible(model, dataset)
     out = extract_run(model, dataset, batch_size=128, progress=progress)
     return outputs_cache().put(key, out)
 
 
-def run_with_progress(model_spec: dict, data_spec: dict, label: str = "Running the model") -> ModelOutputs:
+def run_with_progress(model_spec: dict, data_spec: dict, label: str = "Running the model",
+                      model_data: dict | None = None) -> ModelOutputs:
     """``outputs_for`` with a Streamlit progress bar shown only while work is done."""
-    key = key_of({"model": model_spec, "data": data_spec})
+    key = _outputs_key(model_spec, data_spec, model_data)
     cached = outputs_cache().get(key)
     if cached is not None:
         return cached
@@ -160,7 +175,7 @@ def run_with_progress(model_spec: dict, data_spec: dict, label: str = "Running t
         bar.progress(min(max(frac, 0.0), 1.0), text=f"{label}: {msg}")
 
     try:
-        return outputs_for(model_spec, data_spec, progress=progress)
+        return outputs_for(model_spec, data_spec, progress=progress, model_data=model_data)
     finally:
         bar.empty()
 

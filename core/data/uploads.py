@@ -358,7 +358,7 @@ def _label_codes(values: pd.Series, label: str) -> tuple[np.ndarray, list[str]]:
     return codes, names
 
 
-def load_table(data, filename: str = "table.csv", label: str | None = None) -> Dataset:
+def load_table(data, filename: str = "table.csv", label: str | None = None, unlabelled: bool = False) -> Dataset:
     """A CSV or Parquet table (chosen by extension) with a class label column.
 
     ``label`` must name a column with 2 to 50 distinct values; when it is None the error lists the
@@ -369,6 +369,9 @@ def load_table(data, filename: str = "table.csv", label: str | None = None) -> D
     ``params`` (``dropped_columns``, ``one_hot_columns``, ``imputed`` {column: median},
     ``dropped_rows``, ``notes``). The returned frame holds the features plus the label column,
     which stores the class codes 0..K-1; ``class_names`` are the sorted original values as text.
+
+    ``unlabelled=True`` with ``label=None`` reads a table without a label column (an OOD set): every
+    row gets the label -1 and there are no class names.
     """
     ext = _extension(filename)
     if ext in PICKLE_EXTENSIONS:
@@ -382,41 +385,45 @@ def load_table(data, filename: str = "table.csv", label: str | None = None) -> D
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise DataError(f"{filename!r} is empty: it has {frame.shape[0]} rows and {frame.shape[1]} columns.")
     candidates = table_label_candidates(frame)
-    if label is None:
-        hint = (f"Candidates (2 to {MAX_CLASSES} distinct values): {', '.join(repr(c) for c in candidates[:20])}."
-                if candidates else f"No column looks like a class label (2 to {MAX_CLASSES} distinct values, not all "
-                "rows different, no fractional numbers); pass label= to choose one anyway.")
-        raise DataError(f"Choose the label column of {filename!r}. {hint}")
-    label = str(label)
-    if label not in frame.columns:
-        cols = ", ".join(repr(c) for c in list(frame.columns)[:30])
-        raise DataError(f"The label column {label!r} is not in {filename!r}. Columns: {cols}.")
-    if frame.shape[1] < 2:
-        raise DataError(f"{filename!r} has only the label column {label!r}; at least one feature column is needed.")
-
     notes: list[str] = []
-    y_raw = frame[label]
-    try:
-        missing = y_raw.isna().to_numpy()
-    except (TypeError, ValueError):
+    if unlabelled and label is None:  # e.g. an OOD set: every row is "no class" (-1)
+        codes, class_names = np.full(len(frame), -1, np.int64), []
         missing = np.zeros(len(frame), bool)
-    if missing.all():
-        raise DataError(f"The label column {label!r} is empty (every value is missing).")
-    if missing.any():
-        notes.append(f"Dropped {int(missing.sum())} row(s) whose label is missing.")
-        frame = frame.loc[~missing].reset_index(drop=True)
+    else:
+        if label is None:
+            hint = (f"Candidates (2 to {MAX_CLASSES} distinct values): {', '.join(repr(c) for c in candidates[:20])}."
+                    if candidates else f"No column looks like a class label (2 to {MAX_CLASSES} distinct values, not all "
+                    "rows different, no fractional numbers); pass label= to choose one anyway.")
+            raise DataError(f"Choose the label column of {filename!r}. {hint}")
+        label = str(label)
+        if label not in frame.columns:
+            cols = ", ".join(repr(c) for c in list(frame.columns)[:30])
+            raise DataError(f"The label column {label!r} is not in {filename!r}. Columns: {cols}.")
+        if frame.shape[1] < 2:
+            raise DataError(f"{filename!r} has only the label column {label!r}; at least one feature column is needed.")
+
         y_raw = frame[label]
-    try:
-        k = y_raw.nunique(dropna=True)
-    except TypeError:
-        raise DataError(f"The label column {label!r} holds values that cannot be compared (lists or objects).") from None
-    if k < 2:
-        raise DataError(f"The label column {label!r} has a single class ({y_raw.iloc[0]!r}); at least 2 are needed.")
-    if k > MAX_CLASSES:
-        ok = ", ".join(repr(c) for c in candidates[:10]) or "none"
-        raise DataError(f"The label column {label!r} has {k} distinct values; a class label may have at most "
-                        f"{MAX_CLASSES} (is it a continuous target or an identifier?). Columns that fit: {ok}.")
-    codes, class_names = _label_codes(y_raw, label)
+        try:
+            missing = y_raw.isna().to_numpy()
+        except (TypeError, ValueError):
+            missing = np.zeros(len(frame), bool)
+        if missing.all():
+            raise DataError(f"The label column {label!r} is empty (every value is missing).")
+        if missing.any():
+            notes.append(f"Dropped {int(missing.sum())} row(s) whose label is missing.")
+            frame = frame.loc[~missing].reset_index(drop=True)
+            y_raw = frame[label]
+        try:
+            k = y_raw.nunique(dropna=True)
+        except TypeError:
+            raise DataError(f"The label column {label!r} holds values that cannot be compared (lists or objects).") from None
+        if k < 2:
+            raise DataError(f"The label column {label!r} has a single class ({y_raw.iloc[0]!r}); at least 2 are needed.")
+        if k > MAX_CLASSES:
+            ok = ", ".join(repr(c) for c in candidates[:10]) or "none"
+            raise DataError(f"The label column {label!r} has {k} distinct values; a class label may have at most "
+                            f"{MAX_CLASSES} (is it a continuous target or an identifier?). Columns that fit: {ok}.")
+        codes, class_names = _label_codes(y_raw, label)
 
     features: dict[str, np.ndarray] = {}
     dropped: list[str] = []
@@ -469,11 +476,12 @@ def load_table(data, filename: str = "table.csv", label: str | None = None) -> D
             why = "no values" if not values else f"{len(values)} distinct text values (more than {MAX_ONE_HOT})"
             notes.append(f"Dropped {col!r}: {why}.")
     if not features:
-        raise DataError(f"{filename!r} has no numeric feature columns (besides the label {label!r}); "
+        raise DataError(f"{filename!r} has no numeric feature columns" + (f" (besides the label {label!r})" if label else "") + "; "
                         f"dropped: {', '.join(repr(c) for c in dropped) or 'none'}.")
     label_name = label
     out = pd.DataFrame(features)
-    out[label_name] = codes
+    if label_name is not None:
+        out[label_name] = codes
     return Dataset(
         name=_stem(filename, "table"), kind="table", labels=codes, class_names=class_names, frame=out, label=label_name,
         params={"source": str(filename), "label": label, "dropped_columns": dropped, "one_hot_columns": one_hot,
@@ -646,7 +654,7 @@ def load_outputs_npz(data, filename: str = "outputs.npz", max_bytes: int = 2048 
 
 _OPTIONS = {
     ".zip": {"image_size", "max_files", "max_uncompressed", "max_pixels"},
-    ".csv": {"label"},
+    ".csv": {"label", "unlabelled"},
     ".npz": {"max_bytes"},
 }
 

@@ -90,6 +90,9 @@ class DetectorSpec:
     params: tuple[ParamSpec, ...] = ()
     requires_fit: bool = False  # fit() learns statistics from the (ID training) outputs
     class_conditional: bool = False  # per-class statistics: the fit set needs >= 2 classes
+    #: "fit": fitted on the fit set (typically the ID training split); "validation": calibrated on held-out
+    #: ID data when the caller has some (run_suite's ``validation``), as TempScale's T is (Guo et al.)
+    fit_on: str = "fit"
     cls: type | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -107,18 +110,20 @@ REGISTRY: dict[str, DetectorSpec] = {}
 
 
 def register(id: str, name: str, group: str, needs, reference: str, params=(), requires_fit: bool = False,
-             class_conditional: bool = False):
+             class_conditional: bool = False, fit_on: str = "fit"):
     """Class decorator: register a :class:`Detector` subclass under ``id``; its docstring is the description."""
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
     unknown = set(needs) - set(NEEDS)
     if unknown:
         raise ValueError(f"unknown needs {unknown}")
+    if fit_on not in ("fit", "validation"):
+        raise ValueError(f"fit_on must be 'fit' or 'validation', got {fit_on!r}")
 
     def deco(cls):
         spec = DetectorSpec(id=id, name=name, group=group, description=inspect.cleandoc(cls.__doc__ or ""),
                             reference=reference, needs=frozenset(needs), params=tuple(params),
-                            requires_fit=requires_fit, class_conditional=class_conditional, cls=cls)
+                            requires_fit=requires_fit, class_conditional=class_conditional, fit_on=fit_on, cls=cls)
         if id in REGISTRY:
             raise ValueError(f"detector {id!r} registered twice")
         REGISTRY[id] = spec

@@ -88,7 +88,7 @@ class GeneralizedEntropy(Detector):
           params=(ParamSpec("temperature", None, "float",
                             "Temperature T; auto = fitted by minimising the NLL on the labelled fit set (Newton on 1/T from T = 1.5).",
                             low=1e-3, high=1e4, optional=True, log=True),),
-          requires_fit=True)
+          requires_fit=True, fit_on="validation")
 class TemperatureScaling(Detector):
     """**Temperature-scaled MSP.** score = max_c softmax(f/T)_c.
 

@@ -101,13 +101,21 @@ class SuiteResult:
 
 
 def _score_one(det_name: str, params: dict, fit_out: ModelOutputs, sets: dict[str, EvalSet], id_name: str, model,
-               progress: Callable[[str], None]) -> dict:
+               progress: Callable[[str], None], validation: ModelOutputs | None = None) -> dict:
     """Fit and score one detector; returns scores per set, timings, info and per-set errors."""
     spec = REGISTRY[det_name]
     det = spec.cls(model=model if "model" in spec.needs else None, **params)
+    use_validation = spec.fit_on == "validation" and validation is not None
     t0 = time.perf_counter()
-    det.fit(fit_out)
+    det.fit(validation if use_validation else fit_out)
     fit_s = time.perf_counter() - t0
+    if use_validation:
+        det.info["fitted on"] = f"the validation set ({len(validation)} held-out ID samples)"
+    elif spec.fit_on == "validation":
+        det.info["fitted on"] = (f"the fit set ({len(fit_out)} samples): no held-out validation set was given, "
+                                 "so if the model was trained on it the calibration is optimistic")
+    elif spec.requires_fit or spec.class_conditional:
+        det.info["fitted on"] = f"the fit set ({len(fit_out)} samples)"
     scores, set_errors, score_s = {}, {}, 0.0
     for name, es in sets.items():
         progress(name)
@@ -132,9 +140,13 @@ def _score_one(det_name: str, params: dict, fit_out: ModelOutputs, sets: dict[st
 
 def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str, detectors: dict[str, dict],
               model=None, convention: str = "ood-positive", progress: Callable[[float, str], None] | None = None,
-              cache=None, cache_key: Callable[[str, dict], str] | None = None) -> SuiteResult:
+              cache=None, cache_key: Callable[[str, dict], str] | None = None,
+              validation: ModelOutputs | None = None) -> SuiteResult:
     """Fit every detector on ``fit_outputs`` and score every set in ``sets``.
 
+    ``validation``: held-out labelled ID outputs for the detectors that calibrate on validation
+    data (``spec.fit_on == "validation"``: TempScale); without it they fit on ``fit_outputs``.
+    The key from ``cache_key`` must then distinguish the validation set too.
     ``sets[id_name]`` is the ID evaluation set; every other set is scored as OOD against it.
     ``detectors`` maps detector ids to their parameters. ``model`` is handed to detectors that need
     it (ODIN). ``cache`` (anything with ``get_or_compute(key, fn)``) with ``cache_key(det, params)``
@@ -168,7 +180,7 @@ def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str,
             done["k"] += 1
 
         def compute(det_name=det_name, params=params, step=step):
-            return _score_one(det_name, params or {}, fit_outputs, valid_sets, id_name, model, step)
+            return _score_one(det_name, params or {}, fit_outputs, valid_sets, id_name, model, step, validation)
 
         try:
             if cache is not None and cache_key is not None:

@@ -32,6 +32,17 @@ def test_default_run_scores_every_detector(ran):
     assert result.table["auroc"].between(0, 1).all()
 
 
+def test_tempscale_is_calibrated_on_the_validation_split_and_shows_it(ran):
+    result = ran.session_state["ood_result"]
+    info = result.info["tempscale"]
+    assert "validation set (600 held-out ID samples)" in info["fitted on"]
+    assert 0.05 < info["temperature"] < 20
+    ran.selectbox(key="ood_view_det").set_value("tempscale").run()
+    assert not ran.exception
+    text = " ".join(m.value for m in ran.markdown)
+    assert "Fitted on:" in text and "temperature =" in text
+
+
 def test_figures_are_drawn(ran):
     specs = [json.loads(c.proto.spec) for c in ran.get("plotly_chart")]
     kinds = [t["type"] for s in specs for t in s["data"]]
@@ -123,3 +134,59 @@ def test_mismatched_and_non_finite_ood_uploads_get_messages_and_others_still_run
     text = " ".join(e.value for e in at.error) + " ".join(w.value for w in at.warning)
     assert "NaN" in text
     assert at.session_state["ood_result"] is not None
+
+
+def test_validation_split_only_where_the_data_has_a_fresh_one():
+    from ui.ood import validation_spec
+
+    shapes = {"data": {"kind": "builtin", "name": "shapes", "split": "test", "n": 500, "seed": 0, "shift": "size"}}
+    assert validation_spec(shapes, 300) == {"kind": "builtin", "name": "shapes", "split": "val", "n": 300, "seed": 0,
+                                            "shift": None}
+    table = {"data": {"kind": "builtin", "name": "wine", "split": "test", "n": None, "seed": 0, "shift": None}}
+    assert validation_spec(table, 300) is None
+    assert validation_spec({"data": {"kind": "upload", "name": "x.zip"}}, 300) is None
+
+
+def _table_page():
+    at = AppTest.from_file(str(ROOT / "pages/1_OOD_detection.py"), default_timeout=TIMEOUT)
+    at.session_state["workspace"] = {"model": {"kind": "tabular", "name": "logistic-regression", "seed": 0},
+                                     "data": {"kind": "builtin", "name": "breast-cancer", "split": "test", "n": None,
+                                              "seed": 0, "shift": None}}
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_table_workspace_gets_synthetic_ood_sets_and_csv_uploads():
+    import core.data as data
+
+    at = _table_page()
+    assert at.multiselect(key="ood_sets").value == ["near: table dependency", "near: table local", "far: table global"]
+    # an unlabelled CSV with the same feature columns: far-away rows (every feature ×10)
+    test = data.load("breast-cancer", split="test")
+    far = test.frame[test.feature_names] * 10.0
+    at.file_uploader(key="ood_upload").set_value(("far.csv", far.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    at.button(key="ood_run").click().run()
+    assert not at.exception
+    result = at.session_state["ood_result"]
+    assert not result.errors, result.errors
+    assert {"near: table dependency", "near: table local", "far: table global", "upload: far.csv"} <= set(result.table["ood_set"])
+    t = result.table.set_index(["detector", "ood_set"])["auroc"]
+    assert t["mahalanobis", "far: table global"] > 0.9 and t["mahalanobis", "upload: far.csv"] > 0.95
+    assert "odin" not in result.detectors  # needs a torch model; explained in a caption
+
+
+def test_table_ood_upload_missing_a_column_gets_a_message():
+    import core.data as data
+
+    at = _table_page()
+    test = data.load("breast-cancer", split="test")
+    cut = test.frame[test.feature_names[1:]]
+    at.file_uploader(key="ood_upload").set_value(("cut.csv", cut.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    at.button(key="ood_run").click().run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "cut.csv" in warnings and "lacks 1 feature column" in warnings
+    assert {"far: table global"} <= set(at.session_state["ood_result"].table["ood_set"])

@@ -89,3 +89,23 @@ def test_helpers():
     table = per_class(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 2, -1]), ["a", "b", "c"], np.array([1.5]))
     assert list(table["class"]) == ["a", "c"] and list(table["n"]) == [2, 1]
     assert table["auroc"].tolist() == [0.5, 1.0]
+
+
+def test_tempscale_calibrates_on_the_validation_set_when_given(train_outputs, sets, world):
+    from core.ood.logit import fit_temperature
+
+    val = world.sample(120, seed=31)
+    # a validation set whose logits are twice as confident: its NLL-optimal T differs from the fit set's
+    val = make_outputs(val.features, val.head_weight * 2.0, val.head_bias * 2.0, labels=val.labels)
+    with_val = run_suite(train_outputs, sets, "ID", {"tempscale": {}, "knn": {"k": 5}}, validation=val)
+    without = run_suite(train_outputs, sets, "ID", {"tempscale": {}, "knn": {"k": 5}})
+    t_val = with_val.info["tempscale"]["temperature"]
+    assert t_val == pytest.approx(fit_temperature(val.logits, val.labels), rel=1e-9)
+    assert without.info["tempscale"]["temperature"] == pytest.approx(
+        fit_temperature(train_outputs.logits, train_outputs.labels), rel=1e-9)
+    assert abs(t_val - without.info["tempscale"]["temperature"]) > 1e-3
+    assert "validation set (120" in with_val.info["tempscale"]["fitted on"]
+    assert "no held-out validation set" in without.info["tempscale"]["fitted on"]
+    # detectors that fit on the fit set ignore the validation set
+    np.testing.assert_array_equal(with_val.scores["knn"]["ID"], without.scores["knn"]["ID"])
+    assert ood.spec("tempscale").fit_on == "validation" and ood.spec("knn").fit_on == "fit"
