@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.kernels.softmax import row_softmax_score
+
 EPS_NORM = 1e-10  # added to a norm before dividing (inside the norm, not to every component)
 
 
@@ -76,22 +78,71 @@ def softmax(logits: np.ndarray) -> np.ndarray:
         return torch.softmax(t64(logits), 1).numpy()
 
 
-def max_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """max_c softmax(f/T)_c = exp(max f/T − logsumexp(f/T)) in float64, without the N×C softmax."""
+def _native(logits: np.ndarray) -> torch.Tensor:
+    """A torch view of float32/float64 logits (other dtypes become float64): no float64 copy of float32 logits."""
+    x = np.ascontiguousarray(logits)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    return torch.from_numpy(x)
+
+
+def softmax_parts(logits: np.ndarray, temperature: float = 1.0):
+    """The pieces every softmax score is built from, relative to the row maximum.
+
+    Returns torch tensors in the logits' own precision: ``m`` = max_c f_c/T [N], ``idx`` its argmax,
+    ``d`` = f/T − m [N, C] (≤ 0) and ``e`` = exp(d) with the argmax entry set to 0, so that
+    ``s = e.sum(1)`` = Σ_{c≠argmax} exp(f_c/T − m) and p_max = 1/(1 + s), log Z = m + log1p(s).
+
+    Each term is a ratio to the largest one, so s keeps its relative precision even when it is far
+    below the float epsilon: in float32 the scores below carry ~1e-7 relative error and, unlike a
+    float32 softmax (which rounds p_max to 1 once the margin exceeds ~17), never saturate. Float32
+    logits are therefore not copied to float64; the [N] results are returned as float64.
+    """
+    f = _native(logits)
     with torch.no_grad():
-        f = t64(logits)
         if temperature != 1.0:
             f = f / temperature
-        return torch.exp(f.amax(1) - torch.logsumexp(f, 1)).numpy()
+        m, idx = f.max(1)
+        d = f - m[:, None]
+        e = torch.exp(d)
+        e.scatter_(1, idx[:, None], 0.0)
+    return m, idx, d, e
+
+
+def max_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """max_c softmax(f/T)_c = 1 / (1 + Σ_{c≠argmax} exp(f_c/T − max f/T)) (see :mod:`core.kernels.softmax`)."""
+    return row_softmax_score(logits, "msp", temperature)
 
 
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """E(x) = T·logsumexp(f/T), computed stably in float64."""
+    """E(x) = T·logsumexp(f/T) = T·(m + log1p(Σ_{c≠argmax} exp(f_c/T − m))), m = max f/T."""
+    out = row_softmax_score(logits, "energy", temperature)
+    return out if temperature == 1.0 else temperature * out
+
+
+def neg_entropy(logits: np.ndarray) -> np.ndarray:
+    """Σ_c p_c log p_c = r/(1 + s) − log1p(s) with r = Σ_c exp(d_c)·d_c, d = f − max f: two negative terms,
+    so no cancellation, even for near-one-hot predictions."""
+    return row_softmax_score(logits, "neg_entropy")
+
+
+def generalized_entropy_score(logits: np.ndarray, gamma: float, top_m: int) -> np.ndarray:
+    """−Σ_{top-M p} p^γ (1 − p)^γ with 1 − p_max = s/(1 + s) taken from :func:`softmax_parts` (no 1 − p
+    cancellation for confident predictions)."""
+    _, idx, _, e = softmax_parts(logits)
     with torch.no_grad():
-        f = t64(logits)
-        if temperature == 1.0:
-            return torch.logsumexp(f, 1).numpy()
-        return (temperature * torch.logsumexp(f / temperature, 1)).numpy()
+        s = e.sum(1, keepdim=True)
+        z = 1.0 + s
+        p = e / z
+        q = 1.0 - p
+        p.scatter_(1, idx[:, None], 1.0 / z)
+        q.scatter_(1, idx[:, None], s / z)
+        c = p.shape[1]
+        if top_m < c:
+            top, pos = p.topk(top_m, dim=1, sorted=False)
+            q = q.gather(1, pos)
+            p = top
+        return -(p.pow(gamma) * q.pow(gamma)).sum(1).double().numpy()
 
 
 def l2_normalise(x: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -107,9 +158,15 @@ def class_means(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     float64 with one threaded scatter-add (torch ``index_add_``) rather than K masked passes.
     """
     valid = y >= 0
-    yv = y[valid] if not valid.all() else y
-    classes, inverse, counts = np.unique(yv, return_inverse=True, return_counts=True)
-    xv = x[valid] if not valid.all() else x
+    all_valid = bool(valid.all())
+    yv = (y if all_valid else y[valid]).astype(np.int64, copy=False)
+    per_label = np.bincount(yv) if len(yv) else np.zeros(0, np.int64)  # O(N), no sort
+    classes = np.flatnonzero(per_label)
+    counts = per_label[classes]
+    row_of = np.zeros(len(per_label), np.int64)
+    row_of[classes] = np.arange(len(classes))
+    inverse = row_of[yv]
+    xv = x if all_valid else x[valid]
     with torch.no_grad():
         sums = torch.zeros((len(classes), x.shape[1]), dtype=torch.float64)
         sums.index_add_(0, torch.from_numpy(inverse.reshape(-1).astype(np.int64)), t64(xv))

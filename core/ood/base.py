@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from core.extract import ModelOutputs
 
@@ -138,8 +139,19 @@ def _count_bad_rows(x: np.ndarray) -> int:
     return int((~np.isfinite(x)).reshape(len(x), -1).any(1).sum())
 
 
+def _all_finite(x: np.ndarray) -> bool:
+    """One threaded, vectorised min/max pass (torch.aminmax propagates NaN; ±inf shows in the extremes):
+    about half the time of np.isfinite(x).all(), which also writes a boolean copy."""
+    x = np.asarray(x)
+    if x.size < 65536 or x.dtype not in (np.float32, np.float64):
+        return bool(np.isfinite(x).all())
+    with torch.no_grad():
+        lo, hi = torch.aminmax(torch.from_numpy(np.ascontiguousarray(x)))
+    return bool(np.isfinite(lo.item()) and np.isfinite(hi.item()))
+
+
 def check_finite(name: str, x: np.ndarray, detector: str) -> None:
-    if not np.isfinite(x).all():
+    if not _all_finite(x):
         raise OODError(f"{detector}: {name} contain NaN or inf in {_count_bad_rows(x)} of {len(x)} samples; "
                        "detectors need finite values.")
 

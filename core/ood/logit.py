@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._stats import class_means, energy, f64, log_softmax, max_softmax, softmax
+from core.kernels.softmax import tempered_moments
+
+from ._stats import class_means, energy, f64, generalized_entropy_score, max_softmax, neg_entropy, softmax
 from .base import Detector, OODError, ParamSpec, register
 
 
@@ -31,7 +33,8 @@ class MaxLogit(Detector):
     """
 
     def _score(self, outputs):
-        return f64(outputs.logits).max(1)
+        with torch.no_grad():  # the max of float32 logits is exact; only the [N] result is widened
+            return torch.from_numpy(np.ascontiguousarray(outputs.logits)).amax(1).double().numpy()
 
 
 @register("energy", "Energy", "logit", {"logits"},
@@ -57,8 +60,7 @@ class Entropy(Detector):
     """
 
     def _score(self, outputs):
-        logp = log_softmax(outputs.logits)
-        return (np.exp(logp) * logp).sum(1)
+        return neg_entropy(outputs.logits)
 
 
 @register("gen", "GEN", "logit", {"logits"},
@@ -74,13 +76,9 @@ class GeneralizedEntropy(Detector):
     """
 
     def _score(self, outputs):
-        p = softmax(outputs.logits)
-        c = p.shape[1]
-        m = min(self.params["top_m"] or 100, c)
+        m = min(self.params["top_m"] or 100, outputs.num_classes)
         self.info["top_m"] = m
-        top = np.partition(p, c - m, axis=1)[:, c - m:] if m < c else p
-        g = self.params["gamma"]
-        return -(top ** g * (1.0 - top) ** g).sum(1)
+        return generalized_entropy_score(outputs.logits, self.params["gamma"], m)
 
 
 @register("tempscale", "Temperature scaling", "logit", {"logits", "labels"},
@@ -116,52 +114,39 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, init: float = 1.5, m
 
     The NLL is convex in β = 1/T: L(β) = mean_i[logsumexp(β f_i) − β f_iy] with L'(β) = mean_i[E_p f − f_iy]
     and L''(β) = mean_i Var_p(f) (p = softmax(β f_i)). L' is increasing, so a bracketed Newton iteration
-    on L'(β) = 0 from β = 1/init reaches the optimum LBFGS on log T reaches: first in float32, then
-    polished with float64 Newton steps (quadratic convergence: one or two suffice).
+    on L'(β) = 0 from β = 1/init reaches the optimum LBFGS on log T reaches. Each step is one fused pass over
+    the logits (:func:`core.kernels.softmax.tempered_moments`: float32 exponentials for float32 logits,
+    float64 sums), so T carries ~1e-7 relative error.
     """
     c = logits.shape[1]
     ok = (labels >= 0) & (labels < c)
     if not ok.any():
         raise OODError("Temperature scaling needs labelled fit samples with labels in 0..C-1.")
-    with torch.no_grad():
-        f64_ = torch.from_numpy(f64(logits[ok]))
-        y = torch.from_numpy(labels[ok].astype(np.int64))
-        # shift every row by its label logit (softmax, E_p f − f_y and Var_p f are unchanged): L'(β) is then a
-        # mean of small numbers rather than a difference of two large ones, which float32 resolves
-        f64_ -= f64_.gather(1, y[:, None])
-        fy = 0.0
-        f32_ = f64_.float()
+    f = logits[ok] if not ok.all() else logits
+    y = labels[ok] if not ok.all() else labels
+    # shift every row by its label logit (softmax, E_p f − f_y and Var_p f are unchanged): L'(β) is then a
+    # mean of small numbers rather than a difference of two large ones (kept in the logits' float precision)
+    f = np.asarray(f) if np.asarray(f).dtype in (np.float32, np.float64) else f64(f)
+    g = np.ascontiguousarray(f - np.take_along_axis(f, y.astype(np.int64)[:, None], axis=1))
 
-        def grad_hess(f: torch.Tensor, beta: float):
-            p = torch.softmax(f * beta, 1)
-            ef = (p * f).sum(1)
-            var = (p * (f - ef[:, None]).square_()).sum(1)
-            return float(ef.mean()) - fy, float(var.mean())
-
-        beta, lo, hi = 1.0 / init, 0.0, np.inf
-        budget = max_iter
-        for f, tol, n_max in ((f32_, 1e-5, max_iter), (f64_, 1e-6, 8)):
-            for _ in range(min(n_max, budget)):
-                budget -= 1
-                g, h = grad_hess(f, beta)
-                if not (np.isfinite(g) and np.isfinite(h)):
-                    break
-                if abs(beta * g) <= 1e-10:  # |dL/d log T| at LBFGS's tolerance_grad: converged (or a separable
-                    break                   # fit set, whose optimum T → 0 is only approached; stop as LBFGS did)
-                if g < 0:
-                    lo = max(lo, beta)
-                else:
-                    hi = min(hi, beta)
-                nb = beta - g / h if h > 0 else np.nan
-                if not (lo < nb < hi):  # outside the bracket: bisect (or grow β while no upper bound is known)
-                    nb = 0.5 * (lo + hi) if np.isfinite(hi) else 2.0 * max(beta, lo)
-                done = abs(nb - beta) <= tol * abs(nb)
-                beta = nb
-                if done:
-                    break
-            # the float64 phase re-checks the float32 bracket from scratch around the current β; it stops after a
-            # Newton step below 1e-6·β, which (quadratic convergence) leaves β accurate to ~1e-12
-            lo, hi = 0.0, np.inf
+    beta, lo, hi = 1.0 / init, 0.0, np.inf
+    for _ in range(max_iter):
+        grad, hess = tempered_moments(g, beta)  # L'(β) and L''(β), one fused float64 pass (numba)
+        if not (np.isfinite(grad) and np.isfinite(hess)):
+            break
+        if abs(beta * grad) <= 1e-10:  # |dL/d log T| at LBFGS's tolerance_grad: converged (or a separable
+            break                      # fit set, whose optimum T → 0 is only approached; stop as LBFGS did)
+        if grad < 0:
+            lo = max(lo, beta)
+        else:
+            hi = min(hi, beta)
+        nb = beta - grad / hess if hess > 0 else np.nan
+        if not (lo < nb < hi):  # outside the bracket: bisect (or grow β while no upper bound is known)
+            nb = 0.5 * (lo + hi) if np.isfinite(hi) else 2.0 * max(beta, lo)
+        done = abs(nb - beta) <= 1e-7 * abs(nb)  # quadratic convergence: the next step would be ~1e-14
+        beta = nb
+        if done:
+            break
     t = 1.0 / beta
     if not np.isfinite(t) or t <= 0:
         raise OODError("Temperature scaling did not converge on the fit set (got a non-finite temperature).")

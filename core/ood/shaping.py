@@ -2,11 +2,9 @@
 linear head, and score them with the energy logsumexp(Wz̃ + b)."""
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
-import torch
+
+from core.kernels.shaping import shaped_logits
 
 from ._stats import energy, f64
 from .base import Detector, ParamSpec, register
@@ -21,49 +19,15 @@ def _kept_count(d: int, percentile: float) -> int:
 
 
 def _top_k_mask(z: np.ndarray, k: int) -> np.ndarray:
-    """Boolean mask of the k largest entries of every row (exactly k per row, ties broken by position)."""
+    """Boolean mask of the k largest entries of every row: exactly k per row, ties broken by the lower
+    column index (the rule of :func:`core.kernels.shaping.shaped_logits`)."""
     d = z.shape[1]
     if k >= d:
         return np.ones(z.shape, bool)
-    idx = np.argpartition(z, d - k, axis=1)[:, d - k:]
+    idx = np.argsort(-np.asarray(z, np.float64), axis=1, kind="stable")[:, :k]
     mask = np.zeros(z.shape, bool)
     np.put_along_axis(mask, idx, True, axis=1)
     return mask
-
-
-def _top_k_index(z: np.ndarray, k: int) -> np.ndarray:
-    """Column indices [N, k] of the k largest entries of every row, ties broken as ``_top_k_mask``.
-
-    Runs on ``z`` in its own float dtype: float32 → float64 is exact, so the comparisons (and the kept
-    set) are those of the float64 copy, at half the memory traffic.
-    """
-    n, d = z.shape
-    if k >= d:
-        return np.broadcast_to(np.arange(d), z.shape)
-    workers = min(torch.get_num_threads(), os.cpu_count() or 1, n // 4096)
-    if workers < 2:
-        return np.argpartition(z, d - k, axis=1)[:, d - k:]
-    # every row is selected on its own, so row blocks in threads (NumPy releases the GIL) give the same indices
-    out = np.empty((n, k), np.intp)
-    bounds = np.linspace(0, n, workers + 1).astype(int)
-
-    def block(i):
-        lo, hi = bounds[i], bounds[i + 1]
-        out[lo:hi] = np.argpartition(z[lo:hi], d - k, axis=1)[:, d - k:]
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(block, range(workers)))
-    return out
-
-
-def _kept_product(idx: np.ndarray, data: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Σ_{j kept} data_nj · W[:, idx_nj] for every row n (float64 [N, C]): (z ⊙ mask) @ Wᵀ without the dense N×D matrix."""
-    from scipy import sparse
-
-    n, k = idx.shape
-    m = sparse.csr_matrix((np.ascontiguousarray(data, np.float64).ravel(), np.ascontiguousarray(idx).ravel(),
-                           np.arange(0, n * k + 1, k)), shape=(n, w.shape[1]))
-    return np.asarray(m @ np.ascontiguousarray(f64(w).T))
 
 
 def _log_scale(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
@@ -144,21 +108,10 @@ class _Shaping(Detector):
             logits = scale[:, None] * (f64(z) @ f64(outputs.head_weight).T) + f64(outputs.head_bias)
             return energy(logits)
         if z.ndim == 2 and self.method in ("ash-p", "ash-b", "ash-s"):
-            # only the k kept units enter: a sparse product with the head instead of a dense masked N×D float64 matrix
-            if z.dtype not in (np.float32, np.float64):
-                z = f64(z)
+            # one fused pass per row: select the k kept units and accumulate only their head columns (float64)
             k = _kept_count(z.shape[1], self.params["percentile"])
-            idx = _top_k_index(z, k)
-            b = f64(outputs.head_bias)
-            if self.method == "ash-b":
-                s1 = z.sum(1, dtype=np.float64)
-                return energy((s1 / k)[:, None] * _kept_product(idx, np.ones(idx.shape), outputs.head_weight) + b)
-            kept = np.take_along_axis(z, idx, axis=1).astype(np.float64)
-            logits = _kept_product(idx, kept, outputs.head_weight)
-            if self.method == "ash-s":
-                scale = np.exp(_log_scale(z.sum(1, dtype=np.float64), kept.sum(1)))
-                logits *= scale[:, None]
-            return energy(logits + b)
+            logits = shaped_logits(z, outputs.head_weight, k, self.method, MAX_LOG_SCALE)
+            return energy(logits + f64(outputs.head_bias))
         z = shape_features(outputs.features, self.method, self.params["percentile"])
         return _head_energy(z, outputs.head_weight, outputs.head_bias)
 

@@ -60,3 +60,37 @@ def test_training_recipe_is_deterministic(tmp_path: Path):
     assert wa.keys() == wb.keys()
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k])
+
+
+def test_block_shuffled_outliers_keep_the_pixels_and_lose_the_layout():
+    from core.models.train_zoo import shuffled_block_outliers
+
+    imgs = load_shapes(split="train", n=6, seed=3).images
+    a = shuffled_block_outliers(imgs, np.random.default_rng(0), blocks=(16,))
+    b = shuffled_block_outliers(imgs, np.random.default_rng(0), blocks=(16,))
+    np.testing.assert_array_equal(a, b)  # seeded
+    for src, out in zip(imgs, a):
+        # every 16×16 block of the output is a block of the source turned by a multiple of 90°
+        src_blocks = [src[i:i + 16, j:j + 16] for i in range(0, 64, 16) for j in range(0, 64, 16)]
+        keys = sorted(min(np.rot90(blk, k).tobytes() for k in range(4)) for blk in src_blocks)
+        out_keys = sorted(min(np.rot90(out[i:i + 16, j:j + 16], k).tobytes() for k in range(4))
+                          for i in range(0, 64, 16) for j in range(0, 64, 16))
+        assert keys == out_keys
+    assert not np.array_equal(a, imgs)
+    with pytest.raises(ValueError, match="does not divide"):
+        shuffled_block_outliers(imgs, np.random.default_rng(0), blocks=(24,))
+
+
+def test_outlier_exposure_stage_is_deterministic_and_changes_the_weights(tmp_path: Path):
+    kw = dict(init_dir=ASSETS / "shapes-vit", oe_steps=2, threads=1, log=lambda s: None, evaluate_n=50, batch=8)
+    a = train("shapes-vit", tmp_path / "a", **kw)
+    train("shapes-vit", tmp_path / "b", **kw)
+    assert a["training"]["oe_steps"] == 2 and a["training"]["outlier_exposure"]
+    from safetensors.numpy import load_file
+
+    wa = load_file(str(tmp_path / "a" / "shapes-vit" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "shapes-vit" / "model.safetensors"))
+    w0 = load_file(str(ASSETS / "shapes-vit" / "model.safetensors"))
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k])
+    assert any(not np.array_equal(wa[k], w0[k]) for k in wa)

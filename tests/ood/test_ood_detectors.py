@@ -13,8 +13,8 @@ from core import ood
 from core.extract import ModelOutputs
 
 
-def logits_only(logits, labels=None) -> ModelOutputs:
-    logits = np.asarray(logits, np.float32)
+def logits_only(logits, labels=None, dtype=np.float32) -> ModelOutputs:
+    logits = np.asarray(logits, dtype)
     return ModelOutputs(logits=logits, features=None, labels=labels, preds=logits.argmax(1))
 
 
@@ -25,17 +25,58 @@ def small(world):
 
 
 # ---------------------------------------------------------------------------- logit-based
+def test_softmax_scores_in_float64_are_exact(rng):
+    from core.ood._stats import energy, generalized_entropy_score, max_softmax, neg_entropy
+
+    f = rng.normal(0, 3, (50, 7))
+    p = scipy.special.softmax(f, axis=1)
+    np.testing.assert_allclose(max_softmax(f), p.max(1), rtol=1e-13)
+    np.testing.assert_allclose(max_softmax(f, 0.5), scipy.special.softmax(f / 0.5, axis=1).max(1), rtol=1e-13)
+    np.testing.assert_allclose(energy(f), scipy.special.logsumexp(f, axis=1), rtol=1e-13)
+    np.testing.assert_allclose(energy(f, 3.0), 3.0 * scipy.special.logsumexp(f / 3.0, axis=1), rtol=1e-13)
+    np.testing.assert_allclose(neg_entropy(f), -scipy.stats.entropy(p, axis=1), rtol=1e-12)
+    top = np.sort(p, 1)[:, -3:]
+    np.testing.assert_allclose(generalized_entropy_score(f, 0.1, 3), -(top ** 0.1 * (1 - top) ** 0.1).sum(1), rtol=1e-12)
+
+
 def test_msp_maxlogit_energy_entropy(rng):
+    # ModelOutputs hold float32 logits; they are scored in float32 relative to the row max (~1e-7 error)
+    rtol = 1e-6
     f = rng.normal(0, 3, (50, 7))
     out = logits_only(f)
     f = out.logits.astype(np.float64)
     p = scipy.special.softmax(f, axis=1)
-    np.testing.assert_allclose(ood.create("msp").score(out), p.max(1), rtol=1e-12)
-    np.testing.assert_allclose(ood.create("maxlogit").score(out), f.max(1))
-    np.testing.assert_allclose(ood.create("energy").score(out), scipy.special.logsumexp(f, axis=1), rtol=1e-12)
+    for name in ("msp", "maxlogit", "energy", "entropy"):
+        assert ood.create(name).score(out).dtype == np.float64
+    np.testing.assert_allclose(ood.create("msp").score(out), p.max(1), rtol=rtol)
+    np.testing.assert_array_equal(ood.create("maxlogit").score(out), f.max(1))
+    np.testing.assert_allclose(ood.create("energy").score(out), scipy.special.logsumexp(f, axis=1), rtol=rtol)
     np.testing.assert_allclose(ood.create("energy", temperature=2.0).score(out),
-                               2.0 * scipy.special.logsumexp(f / 2.0, axis=1), rtol=1e-12)
-    np.testing.assert_allclose(ood.create("entropy").score(out), -scipy.stats.entropy(p, axis=1), rtol=1e-10)
+                               2.0 * scipy.special.logsumexp(f / 2.0, axis=1), rtol=rtol)
+    np.testing.assert_allclose(ood.create("entropy").score(out), -scipy.stats.entropy(p, axis=1), rtol=rtol * 100)
+
+
+def test_confident_float32_logits_keep_their_order():
+    """A float32 softmax rounds p_max to 1 once the margin passes ~17; the scores here keep the ranking
+    (and their value to ~1e-7 relative) far beyond that, as float64 scipy does."""
+    margins = np.array([18.0, 22.0, 26.0, 30.0, 34.0])
+    f = np.zeros((len(margins), 4))
+    f[:, 0] = margins
+    out = logits_only(f)
+    assert len(np.unique(torch.softmax(torch.from_numpy(out.logits), 1).amax(1).numpy())) == 1  # float32 saturates
+    msp, ent = ood.create("msp").score(out), ood.create("entropy").score(out)
+    assert (np.diff(msp) > 0).all() and (np.diff(ent) > 0).all()
+    np.testing.assert_allclose(msp, 1.0 / (1.0 + 3.0 * np.exp(-margins)), rtol=1e-13)
+    e = np.exp(-margins)
+    s3 = 3 * e  # Σ_{c≠argmax} exp(f_c − max f)
+    exact_neg_entropy = -np.log1p(s3) / (1 + s3) + 3 * e / (1 + s3) * (-margins - np.log1p(s3))
+    np.testing.assert_allclose(ent, exact_neg_entropy, rtol=1e-6)  # scipy's own value is off by 1e-3 at the end
+    gen = ood.create("gen").score(out)
+    g = 0.1
+    q = 3 * np.exp(-margins) / (1 + 3 * np.exp(-margins))  # 1 − p_max, exactly
+    expected = -((1 - q) ** g * q ** g + 3 * (q / 3) ** g * (1 - q / 3) ** g)
+    np.testing.assert_allclose(gen, expected, rtol=1e-5)
+    assert (np.diff(gen) > 0).all()
 
 
 def test_gen_hand_computed():
@@ -121,9 +162,10 @@ def test_vim_and_residual_match_an_independent_numpy_computation(small):
     vlogit = np.linalg.norm((z - u) @ ns, axis=1)
     expected = scipy.special.logsumexp(test.logits.astype(float), axis=1) - alpha * vlogit
     det = ood.create("vim", dim=dim).fit(fit)
-    assert det.info["alpha"] == pytest.approx(alpha, rel=1e-8)
-    np.testing.assert_allclose(det.score(test), expected, rtol=1e-7)
-    np.testing.assert_allclose(ood.create("residual", dim=dim).fit(fit).score(test), -vlogit, rtol=1e-7)
+    # covariance and eigenvectors are float64; the projection of the float32 features runs in float32 (~1e-6)
+    assert det.info["alpha"] == pytest.approx(alpha, rel=1e-6)
+    np.testing.assert_allclose(det.score(test), expected, rtol=1e-6, atol=1e-6 * np.abs(alpha * vlogit).max())
+    np.testing.assert_allclose(ood.create("residual", dim=dim).fit(fit).score(test), -vlogit, rtol=1e-5)
 
 
 def test_vim_default_dimension_rule():
@@ -211,6 +253,23 @@ def test_ash_and_scale_shapes(rng):
     np.testing.assert_allclose(ood.shape_features(z, "ash-p", 0), z)
     np.testing.assert_allclose(ood.shape_features(z, "ash-s", 0), z * np.e)
     np.testing.assert_allclose(ood.shape_features(z, "scale", 0), z * np.e)
+
+
+@pytest.mark.parametrize("method", ["ash-p", "ash-b", "ash-s"])
+def test_fused_shaping_kernel_equals_the_dense_definition_with_ties(rng, method):
+    """ReLU features tie at 0 (and here also at 1): the fused kernel keeps exactly k units per row, breaking
+    ties by the lower column index like the dense reference, so even ASH-B (which gives every kept unit
+    s₁/k and so depends on *which* zeros are kept) agrees to rounding."""
+    from core.kernels.shaping import shaped_logits
+
+    z = np.maximum(rng.normal(0, 1, (300, 40)), 0).round(0).astype(np.float32)  # many exact ties
+    z[:5] = 0.0  # all-zero rows
+    w = rng.normal(0, 1, (6, 40))
+    for pct in (10.0, 90.0, 97.5):
+        k = 40 - int(np.round(40 * pct / 100))
+        dense = ood.shape_features(z, method, pct) @ w.T
+        assert ((ood.shape_features(z, "ash-p", pct) != 0).sum(1) <= k).all()
+        np.testing.assert_allclose(shaped_logits(z, w, k, method), dense, rtol=1e-12, atol=1e-12)
 
 
 def test_shaping_detectors_score_the_energy_of_shaped_features(small):
