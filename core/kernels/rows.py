@@ -56,3 +56,21 @@ def column_means(x: np.ndarray, blocks: int = 16) -> np.ndarray:
     _column_sums(x, parts)
     return parts.sum(0) / len(x)
 
+
+
+@njit(cache=True, parallel=True)
+def _centre_into(x, center, out):
+    n, d = x.shape
+    for i in prange(n):
+        for j in range(d):
+            out[i, j] = np.float64(x[i, j]) - center[j]
+
+
+def centred_float64(x: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """x − center as a new float64 array, converted and centred in one parallel pass."""
+    x = np.ascontiguousarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    out = np.empty(x.shape, np.float64)
+    _centre_into(x, np.ascontiguousarray(center, np.float64), out)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.kernels.rows import centred_float64
 from core.kernels.softmax import row_softmax_score
 
 EPS_NORM = 1e-10  # added to a norm before dividing (inside the norm, not to every component)
@@ -21,9 +22,7 @@ def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def centred64(x: np.ndarray, center: np.ndarray) -> torch.Tensor:
     """x − center as a new float64 torch tensor (``x`` is never modified), computed with torch threads."""
-    out = np.empty(np.shape(x), np.float64)
-    np.subtract(x, f64(center), out=out)  # converts and centres in one pass
-    return torch.from_numpy(out)
+    return torch.from_numpy(centred_float64(x, center))  # converts and centres in one parallel pass
 
 
 def gram(x: np.ndarray) -> np.ndarray:

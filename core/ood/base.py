@@ -257,7 +257,7 @@ class Detector:
         self._check(outputs, "fit")
         if self.spec.class_conditional:
             y, source = self._fit_classes(outputs)
-            present = np.unique(y[y >= 0])
+            present = np.flatnonzero(np.bincount(y[y >= 0])) if (y >= 0).any() else np.zeros(0, np.int64)
             if len(present) < 2:
                 names = outputs.class_names or [str(k) for k in range(outputs.num_classes)]
                 got = "no class" if len(present) == 0 else f"only class {names[present[0]]!r}"

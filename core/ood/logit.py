@@ -165,11 +165,14 @@ class KLMatching(Detector):
     """
 
     def _fit_classes(self, outputs):
-        return outputs.logits.argmax(1).astype(np.int64), "predictions"
+        with torch.no_grad():  # threaded; the first maximum on ties, as NumPy's argmax
+            self._fit_pred = torch.from_numpy(np.ascontiguousarray(outputs.logits)).argmax(1).numpy()
+        return self._fit_pred, "predictions"
 
     def _fit(self, outputs):
         p = softmax(outputs.logits)
-        self.templates_, classes, _ = class_means(p, p.argmax(1))
+        # the predicted class of a fit sample: argmax f = argmax softmax(f)
+        self.templates_, classes, _ = class_means(p, self._fit_pred)
         self.info["classes_with_template"] = int(len(classes))
         self._log_templates = np.log(np.maximum(self.templates_, np.finfo(np.float64).tiny))
 
