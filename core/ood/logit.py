@@ -90,9 +90,11 @@ class GeneralizedEntropy(Detector):
 class TemperatureScaling(Detector):
     """**Temperature-scaled MSP.** score = max_c softmax(f/T)_c.
 
-    T is fitted by minimising the negative log-likelihood of the labelled fit set (convex in 1/T:
-    bracketed Newton from T = 1.5, the optimum LBFGS on log T reaches). Samples whose label is outside
-    the classes (−1) are skipped. Guo et al., ICML 2017.
+    T is fitted by minimising the negative log-likelihood of labelled *validation* data (the suite
+    and the page pass a held-out split when the data has one, e.g. the Shapes world's "val" split;
+    otherwise the fit set is used, which is optimistic if the model was trained on it). The NLL is
+    convex in 1/T: bracketed Newton from T = 1.5, the optimum LBFGS on log T reaches. Samples whose
+    label is outside the classes (−1) are skipped. Guo et al., ICML 2017.
     """
 
     def _needs_labels(self):
