@@ -44,7 +44,9 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
         c1.caption("Fit set: the whole training split of the table (the split the model was trained on).")
     else:
         n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, 2000, step=100, key="ood_n_fit"))
-    c2.caption(f"Evaluation: the workspace's {len(dataset)} samples and the same number per OOD set.")
+    val_note = (" TempScale calibrates on as many samples of the held-out validation split."
+                if ui_ood.validation_spec(ws, 1) is not None else "")
+    c2.caption(f"Evaluation: the workspace's {len(dataset)} samples and the same number per OOD set.{val_note}")
     if is_table:
         upload = st.file_uploader("Add your own OOD set (.csv or .parquet with the same feature columns, no label "
                                   "needed; or .npz outputs)", type=["csv", "parquet", "npz"], key="ood_upload")
