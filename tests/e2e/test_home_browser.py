@@ -14,7 +14,8 @@ def test_home_page_renders_default_workspace(app_url, page, tmp_path):
     body = page.inner_text("body")
     assert "shapes-vit" in body
     assert "Importance Explorer" in body
-    # the preview grid shows images with "label → prediction" captions
+    # the preview grid shows images with "label → prediction" captions (they arrive after the text on a busy machine)
+    page.locator("[data-testid='stImage']").nth(7).wait_for(timeout=90_000)
     assert page.locator("[data-testid='stImage']").count() >= 8
     page.get_by_role("tab", name="Confusion matrix").click()
     page.locator(".js-plotly-plot >> visible=true").first.wait_for(timeout=90_000)
