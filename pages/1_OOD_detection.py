@@ -37,7 +37,7 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
                                format_func=lambda d: f"{ood.spec(d).name} ({ood.spec(d).group})")
     for d, r in reasons.items():
         if r:
-            st.caption(f"⛔ {ood.spec(d).name}: {r}")
+            st.caption(f":material/block: {ood.spec(d).name}: {r}")
     c1, c2 = st.columns(2)
     if is_table and ws["data"]["kind"] == "builtin":
         n_fit = 0

@@ -246,7 +246,7 @@ def sidebar_summary() -> None:
 def show_error(err: BaseException, context: str = "") -> None:
     """A user-facing error message: no traceback, the previous workspace untouched."""
     prefix = f"{context}: " if context else ""
-    st.error(f"{prefix}{err}", icon="⚠️")
+    st.error(f"{prefix}{err}", icon=":material/error:")
 
 
 def try_apply(model_spec: dict, data_spec: dict) -> bool:
