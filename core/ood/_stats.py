@@ -21,7 +21,7 @@ def mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def centred64(x: np.ndarray, center: np.ndarray) -> torch.Tensor:
-    """x − center as a new float64 torch tensor (``x`` is never modified), computed with torch threads."""
+    """x − center as a new float64 torch tensor (``x`` is never modified), in one parallel numba pass."""
     return torch.from_numpy(centred_float64(x, center))  # converts and centres in one parallel pass
 
 
