@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from core.kernels.rows import centred_float64
-from core.kernels.softmax import row_softmax_score
+from core.kernels.softmax import logsumexp_float32, row_softmax_score
 
 EPS_NORM = 1e-10  # added to a norm before dividing (inside the norm, not to every component)
 
@@ -116,18 +116,13 @@ def max_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """E(x) = T·logsumexp(f/T).
 
-    Float32 logits (every ModelOutputs) use torch's fused, vectorised float32 logsumexp (measured ~25%
-    faster than the float64 kernel): the energy is max f plus log1p of the rest, so its ~1e-7 relative
-    error never ties two samples that differ (unlike p_max, which a float32 softmax rounds to 1). Float64
+    Float32 logits (every ModelOutputs) use a one-pass float32 kernel with a vectorised exponential
+    (:func:`core.kernels.softmax.logsumexp_float32`, ~1e-7 relative error like torch's float32
+    logsumexp, measured 1.6× faster): the energy is max f plus the log of the rest, so that error
+    never ties two samples that differ (unlike p_max, which a float32 softmax rounds to 1). Float64
     logits (shaped or reconstructed logits inside other detectors) get the exact float64 kernel."""
     x = np.asarray(logits)
-    if x.dtype == np.float32:
-        with torch.no_grad():
-            f = torch.from_numpy(np.ascontiguousarray(x))
-            if temperature == 1.0:
-                return torch.logsumexp(f, 1).double().numpy()
-            return (temperature * torch.logsumexp(f / temperature, 1).double()).numpy()
-    out = row_softmax_score(x, "energy", temperature)
+    out = logsumexp_float32(x, temperature) if x.dtype == np.float32 else row_softmax_score(x, "energy", temperature)
     return out if temperature == 1.0 else temperature * out
 
 

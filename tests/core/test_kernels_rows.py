@@ -31,3 +31,21 @@ def test_row_softmax_scores_and_tempered_moments():
     var = (q * (f - mean[:, None]) ** 2).sum(1)
     got = tempered_moments(f, beta)
     np.testing.assert_allclose(got, (mean.mean(), var.mean()), rtol=1e-11)
+
+
+def test_float32_logsumexp_kernel():
+    from core.kernels.softmax import logsumexp_float32
+
+    rng = np.random.default_rng(2)
+    f = rng.normal(0, 8, (3000, 13)).astype(np.float32)
+    f[0] = 0.0  # all tied
+    f[1, 0], f[1, 1:] = 1e4, -1e4  # huge margin: the other terms underflow to 0
+    f[2] = rng.normal(0, 1, 13).astype(np.float32) - 3e3  # large negative offset
+    ref = scipy.special.logsumexp(f.astype(np.float64), axis=1)
+    got = logsumexp_float32(f)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(logsumexp_float32(f, 2.5), scipy.special.logsumexp(f.astype(np.float64) / 2.5, axis=1),
+                               rtol=1e-6, atol=1e-6)
+    assert got[0] == pytest.approx(np.log(13), rel=1e-7)
+    assert logsumexp_float32(np.zeros((0, 3), np.float32)).shape == (0,)
