@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.kernels.rows import percentile_exact
 from core.kernels.shaping import shaped_logits
 
 from ._stats import energy, f64
@@ -84,8 +85,9 @@ class ReAct(Detector):
     def _fit(self, outputs):
         x = outputs.features
         p = self.params["percentile"]
-        # np.percentile on the flattened view partitions in place on a copy: O(N·D), no full sort
-        self.threshold_ = float(np.max(x)) if p >= 100 else float(np.percentile(x.reshape(-1), p))
+        # exact np.percentile (linear interpolation, evaluated in float64) by a parallel histogram pass and a
+        # selection among the few values in the bins holding the two order statistics
+        self.threshold_ = float(np.max(x)) if p >= 100 else percentile_exact(x, p)
         self.info["threshold"] = self.threshold_
 
     def _score(self, outputs):

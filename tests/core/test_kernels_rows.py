@@ -49,3 +49,21 @@ def test_float32_logsumexp_kernel():
                                rtol=1e-6, atol=1e-6)
     assert got[0] == pytest.approx(np.log(13), rel=1e-7)
     assert logsumexp_float32(np.zeros((0, 3), np.float32)).shape == (0,)
+
+
+def test_percentile_exact_matches_numpy():
+    from core.kernels.rows import percentile_exact
+
+    rng = np.random.default_rng(3)
+    relu = np.maximum(rng.normal(0, 1, (400, 300)), 0)  # 120k values, half of them tied at 0
+    for q in (0.0, 10.0, 50.0, 90.0, 97.3, 99.99, 100.0):
+        assert percentile_exact(relu, q) == pytest.approx(float(np.percentile(relu, q)), rel=1e-15, abs=0)
+    outlier = rng.normal(0, 1, 200_000)
+    outlier[17] = 1e12  # one huge value: nearly everything falls in the first bin, still exact
+    assert percentile_exact(outlier, 90.0) == pytest.approx(float(np.percentile(outlier, 90.0)), rel=1e-15)
+    f32 = relu.astype(np.float32)  # float32 input: interpolated in float64 (NumPy interpolates in float32)
+    assert percentile_exact(f32, 90.0) == pytest.approx(float(np.percentile(f32.astype(np.float64), 90.0)), rel=1e-15)
+    assert percentile_exact(np.full(100_000, 2.5), 30.0) == 2.5
+    assert percentile_exact(np.arange(10.0), 45.0) == pytest.approx(np.percentile(np.arange(10.0), 45.0))
+    with pytest.raises(ValueError):
+        percentile_exact(np.zeros(0), 50.0)
