@@ -44,7 +44,7 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
         c1.caption("Fit set: the whole training split of the table (the split the model was trained on).")
     else:
         n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, 2000, step=100, key="ood_n_fit"))
-    val_note = (" TempScale calibrates on as many samples of the held-out validation split."
+    val_note = (" TempScale and KL matching calibrate on as many samples of the held-out validation split."
                 if ui_ood.validation_spec(ws, 1) is not None else "")
     c2.caption(f"Evaluation: the workspace's {len(dataset)} samples and the same number per OOD set.{val_note}")
     if is_table:

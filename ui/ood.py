@@ -83,7 +83,7 @@ GENERATED_WORLDS = ("shapes", "shapes-near-ood")
 
 
 def validation_spec(ws: dict, n_fit: int) -> dict | None:
-    """Held-out labelled ID data for calibrating detectors (TempScale's T): the Shapes world's "val" split,
+    """Held-out ID data for calibrating detectors (TempScale's T, KLM's templates): the Shapes world's "val" split,
     which neither the shipped models' training nor the test split ever draws. None where no such split exists
     (tables and digits have a fixed train/test partition; uploads are split in halves, and the fit half is
     already held out from evaluation)."""

@@ -157,13 +157,13 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, init: float = 1.5, m
 
 @register("klm", "KL matching", "logit", {"logits"},
           "Hendrycks et al., Scaling Out-of-Distribution Detection for Real-World Settings, ICML 2022",
-          requires_fit=True, class_conditional=True)
+          requires_fit=True, class_conditional=True, fit_on="validation")
 class KLMatching(Detector):
     """**KL matching.** score = −min_c KL(p ‖ d_c), p = softmax(f).
 
-    d_c is the mean softmax of the fit samples *predicted* as class c (classes nobody is predicted
-    as are left out). A test prediction should look like a typical prediction for its class.
-    Hendrycks et al., ICML 2022.
+    d_c is the mean softmax of the held-out ID *validation* samples predicted as class c (the fit
+    set when no validation set is given; classes nobody is predicted as are left out). A test
+    prediction should look like a typical prediction for its class. Hendrycks et al., ICML 2022.
     """
 
     def _fit_classes(self, outputs):

@@ -37,6 +37,7 @@ def test_tempscale_is_calibrated_on_the_validation_split_and_shows_it(ran):
     info = result.info["tempscale"]
     assert "validation set (600 held-out ID samples)" in info["fitted on"]
     assert 0.05 < info["temperature"] < 20
+    assert "validation set (600 held-out ID samples)" in result.info["klm"]["fitted on"]
     ran.selectbox(key="ood_view_det").set_value("tempscale").run()
     assert not ran.exception
     text = " ".join(m.value for m in ran.markdown)

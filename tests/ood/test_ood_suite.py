@@ -109,3 +109,8 @@ def test_tempscale_calibrates_on_the_validation_set_when_given(train_outputs, se
     # detectors that fit on the fit set ignore the validation set
     np.testing.assert_array_equal(with_val.scores["knn"]["ID"], without.scores["knn"]["ID"])
     assert ood.spec("tempscale").fit_on == "validation" and ood.spec("knn").fit_on == "fit"
+    # KL matching's templates come from the validation set too (METHODS: "ID validation samples")
+    klm = run_suite(train_outputs, sets, "ID", {"klm": {}}, validation=val)
+    expected = ood.create("klm").fit(val).score(sets["ID"].outputs)
+    np.testing.assert_array_equal(klm.scores["klm"]["ID"], expected)
+    assert "validation set" in klm.info["klm"]["fitted on"]
