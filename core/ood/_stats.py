@@ -25,11 +25,6 @@ def centred64(x: np.ndarray, center: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(centred_float64(x, center))  # converts and centres in one parallel pass
 
 
-def gram(x: np.ndarray) -> np.ndarray:
-    """xᵀx in float64."""
-    return sym_gram_t(torch.from_numpy(f64(x))).numpy()
-
-
 def sym_gram_t(t: torch.Tensor, blocks: int = 4) -> torch.Tensor:
     """tᵀt of a float64 tensor, computing only the block upper triangle and mirroring it (≈ the
     flops of a SYRK, which torch does not expose; about 25% faster than the full product for D ≳ 256)."""
@@ -206,11 +201,6 @@ def between_class_covariance(means: np.ndarray, counts: np.ndarray, center: np.n
     """Σ_c (n_c/n)(μ_c − μ̄)(μ_c − μ̄)ᵀ: the total covariance is the within-class plus this."""
     dev = f64(means) - center
     return (dev * (counts / counts.sum())[:, None]).T @ dev
-
-
-def covariance(x: np.ndarray, center: np.ndarray) -> np.ndarray:
-    xc = f64(x) - center
-    return gram(xc) / len(xc)
 
 
 def whitener(cov: np.ndarray, shrinkage: float = 0.0) -> np.ndarray:
