@@ -66,6 +66,12 @@ def _centre_into(x, center, out):
             out[i, j] = np.float64(x[i, j]) - center[j]
 
 
+def centre_into(x: np.ndarray, center: np.ndarray, out: np.ndarray) -> None:
+    """out[:] = x − center in float64 (x float32/float64 C-contiguous [N, D], center float64 [D],
+    out a float64 [N, D] buffer), in one parallel pass."""
+    _centre_into(x, center, out)
+
+
 def centred_float64(x: np.ndarray, center: np.ndarray) -> np.ndarray:
     """x − center as a new float64 array, converted and centred in one parallel pass."""
     x = np.ascontiguousarray(x)

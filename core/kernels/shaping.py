@@ -1,4 +1,4 @@
-"""Activation shaping (ASH-P/-B/-S) fused with the linear head, one pass per row.
+"""Activation shaping (ASH-P/-B/-S) fused with the linear head, and SCALE's top-k sums, one pass per row.
 
 For each row the k-th largest value is found by quickselect, usually among only the values above a
 threshold guess taken from a sample of rows (else over the whole row); the k kept
@@ -47,8 +47,50 @@ def _kth_largest(buf, n, k):
     return buf[lo]
 
 
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _row_kth_largest(row, buf, k, guess):
+    """(t, s1): the k-th largest value of ``row`` and the row's sum (``buf`` holds ≥ D floats).
+
+    The values ≥ ``guess`` are gathered without a branch (every value is written, the count grows
+    only for those kept), so a badly predicted comparison costs nothing; t is selected among them
+    when there are at least k, else over the whole row. Selection is exact either way."""
+    d = row.shape[0]
+    s1 = 0.0
+    cnt = 0
+    for j in range(d):
+        v = np.float64(row[j])
+        s1 += v
+        buf[cnt] = v
+        cnt += v >= guess
+    if cnt >= k:
+        return _kth_largest(buf, cnt, k), s1
+    for j in range(d):
+        buf[j] = row[j]
+    return _kth_largest(buf, d, k), s1
+
+
+@njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+def _top_k_sums(z, k, guess, s1_out, s2_out):
+    n, d = z.shape
+    blocks = min(n, 64)
+    step = (n + blocks - 1) // blocks
+    for blk in prange(blocks):
+        buf = np.empty(d, np.float64)
+        for i in range(blk * step, min(n, (blk + 1) * step)):
+            row = z[i]
+            t, s1 = _row_kth_largest(row, buf, k, guess)
+            above = 0
+            s2 = 0.0
+            for j in range(d):
+                v = np.float64(row[j])
+                above += v > t
+                s2 += v if v > t else 0.0
+            s1_out[i] = s1
+            s2_out[i] = s2 + (k - above) * t  # the values tied with t that complete the k kept ones
+
+
 @njit(cache=True, parallel=True, fastmath=False)
-def _shaped_logits(z, wt, k, mode, max_log_scale, guess, cap, out):
+def _shaped_logits(z, wt, k, mode, max_log_scale, guess, out):
     n, d = z.shape
     c = wt.shape[1]
     blocks = min(n, 64)
@@ -58,27 +100,10 @@ def _shaped_logits(z, wt, k, mode, max_log_scale, guess, cap, out):
         acc = np.empty(c, np.float64)
         for i in range(blk * step, min(n, (blk + 1) * step)):
             row = z[i]
-            # the k-th largest value t: first among the values ≥ a guess (a few times k of them, usually),
-            # else over the whole row
-            s1 = 0.0
-            cnt = 0
-            for j in range(d):
-                v = np.float64(row[j])
-                s1 += v
-                if v >= guess:
-                    if cnt < cap:
-                        buf[cnt] = v
-                    cnt += 1
-            if k <= cnt <= cap:
-                t = _kth_largest(buf, cnt, k)
-            else:
-                for j in range(d):
-                    buf[j] = row[j]
-                t = _kth_largest(buf, d, k)
+            t, s1 = _row_kth_largest(row, buf, k, guess)
             above = 0
             for j in range(d):
-                if row[j] > t:
-                    above += 1
+                above += row[j] > t
             ties = k - above
             for q in range(c):
                 acc[q] = 0.0
@@ -109,27 +134,46 @@ def _shaped_logits(z, wt, k, mode, max_log_scale, guess, cap, out):
                 out[i, q] = scale * acc[q]
 
 
-def shaped_logits(z: np.ndarray, weight: np.ndarray, k: int, method: str, max_log_scale: float = 50.0) -> np.ndarray:
-    """W·shape(z) (no bias) as float64 [N, C] for ``method`` in ash-p / ash-b / ash-s, keeping the k
-    largest units of every row of z [N, D] (float32 or float64)."""
+def _threshold_guess(z: np.ndarray, k: int) -> float:
+    """A value below most rows' k-th largest (the 10th percentile of the 2k-th largest values of up to
+    256 sample rows), so the kernels usually select among about 2k values instead of the whole row."""
+    n, d = z.shape
+    k2 = min(d, 2 * k)
+    if k2 < d and n > 0:
+        sample = np.asarray(z[np.linspace(0, n - 1, min(n, 256)).astype(np.int64)], np.float64)
+        return float(np.percentile(np.partition(sample, d - k2, axis=1)[:, d - k2], 10))
+    return -np.inf
+
+
+def _rows(z: np.ndarray, k: int) -> np.ndarray:
     z = np.ascontiguousarray(z)
     if z.dtype not in (np.float32, np.float64):
         z = z.astype(np.float64)
-    n, d = z.shape
-    if not 1 <= k <= d:
-        raise ValueError(f"k must be in 1..{d}, got {k}")
+    if z.ndim != 2:
+        raise ValueError(f"expected a 2-D array, got shape {z.shape}")
+    if not 1 <= k <= z.shape[1]:
+        raise ValueError(f"k must be in 1..{z.shape[1]}, got {k}")
+    return z
+
+
+def top_k_sums(z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(s1, s2) per row of z [N, D]: the sum of all values and of the k largest (float64), in one
+    parallel pass without sorting the rows (SCALE's exp(s1/s2))."""
+    z = _rows(z, k)
+    s1 = np.empty(len(z), np.float64)
+    s2 = np.empty(len(z), np.float64)
+    if len(z):
+        _top_k_sums(z, int(k), _threshold_guess(z, k), s1, s2)
+    return s1, s2
+
+
+def shaped_logits(z: np.ndarray, weight: np.ndarray, k: int, method: str, max_log_scale: float = 50.0) -> np.ndarray:
+    """W·shape(z) (no bias) as float64 [N, C] for ``method`` in ash-p / ash-b / ash-s, keeping the k
+    largest units of every row of z [N, D] (float32 or float64)."""
+    z = _rows(z, k)
     wt = np.ascontiguousarray(np.asarray(weight, np.float64).T)
-    out = np.empty((n, wt.shape[1]), np.float64)
-    if n == 0:
+    out = np.empty((len(z), wt.shape[1]), np.float64)
+    if len(z) == 0:
         return out
-    # a threshold guess below most rows' k-th largest value: the 10th percentile of the 2k-th largest values
-    # of up to 256 sample rows; rows whose count of values ≥ guess falls outside [k, cap] select over the row
-    k2 = min(d, 2 * k)
-    cap = min(d, max(4 * k, 64))
-    if k2 < d and cap < d:
-        sample = np.asarray(z[np.linspace(0, n - 1, min(n, 256)).astype(np.int64)], np.float64)
-        guess = float(np.percentile(np.partition(sample, d - k2, axis=1)[:, d - k2], 10))
-    else:
-        guess, cap = -np.inf, d
-    _shaped_logits(z, wt, int(k), MODES[method], float(max_log_scale), guess, int(cap), out)
+    _shaped_logits(z, wt, int(k), MODES[method], float(max_log_scale), _threshold_guess(z, k), out)
     return out

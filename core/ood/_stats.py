@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.kernels.rows import centred_float64
+from core.kernels.rows import centre_into, centred_float64
 from core.kernels.softmax import logsumexp_float32, row_softmax_score
 
 EPS_NORM = 1e-10  # added to a norm before dividing (inside the norm, not to every component)
@@ -39,6 +39,31 @@ def sym_gram_t(t: torch.Tensor, blocks: int = 4) -> torch.Tensor:
             g[a:b, a:] = blk
             g[b:, a:b] = blk[:, b - a:].T
         return g
+
+
+def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(x − center)ᵀ(x − center) in float64 [D, D], without an N×D float64 copy of ``x``.
+
+    Rows are converted and centred ``chunk`` at a time into one reused float64 buffer (a parallel
+    numba pass), and each block's Gram (upper block triangle, mirrored) is added to the result.
+    The products and sums are float64 throughout; only the order of the row sums differs from
+    one big product. Saves the page faults of a 150 MB temporary at 50k×384."""
+    x = np.ascontiguousarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    n, d = x.shape
+    center = np.ascontiguousarray(center, np.float64)
+    g = torch.zeros((d, d), dtype=torch.float64)
+    if n == 0:
+        return g.numpy()
+    buf = np.empty((min(chunk, n), d), np.float64)
+    buf_t = torch.from_numpy(buf)
+    with torch.no_grad():
+        for s in range(0, n, chunk):
+            m = min(chunk, n - s)
+            centre_into(x[s:s + m], center, buf[:m])
+            g += sym_gram_t(buf_t[:m])
+    return g.numpy()
 
 
 def eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

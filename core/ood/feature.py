@@ -11,6 +11,7 @@ from core.kernels.rows import centred_sq_norms, column_means
 from ._stats import (
     between_class_covariance,
     centred64,
+    centred_gram,
     class_means,
     eigh,
     energy,
@@ -18,7 +19,6 @@ from ._stats import (
     l2_normalise,
     min_sq_distance_t,
     softmax,
-    sym_gram_t,
     whitener,
     within_class_covariance,
 )
@@ -233,25 +233,33 @@ class _ResidualSpace(Detector):
             raise OODError(f"{self.spec.name}: dim must be smaller than the feature dimension D = {d} "
                            f"(the residual space would be empty), got {dim}.")
         self.origin_ = -np.linalg.pinv(w) @ b  # u = −W⁺b
-        with torch.no_grad():
-            xc = centred64(outputs.features, self.origin_)
-            cov = sym_gram_t(xc).numpy() / len(xc)  # float64 covariance and eigendecomposition
-        del xc
+        # float64 covariance (row blocks centred in float64, no N×D copy) and eigendecomposition
+        cov = centred_gram(outputs.features, self.origin_) / len(outputs.features)
         evals, evecs = eigh(cov)
         order = np.argsort(evals)[::-1]
         self.residual_basis_ = np.ascontiguousarray(evecs[:, order[dim:]])
         self.info.update(dim=int(dim), residual_dim=int(d - dim))
 
-    def _residual_norm(self, x):
-        """‖(x − u)R‖ per row. The projection onto the (float64) residual basis runs in float32 on the
-        float32 features: ~1e-6 relative error, half the time and none of the N×D float64 copy of a
-        float64 product."""
+    def _residual_norm(self, x, chunk: int = 2048):
+        """‖(x − u)R‖ per row. The projection onto the (float64) residual basis runs in float32 on
+        float32 features (~1e-6 relative error, half the time of a float64 product), ``chunk`` rows at
+        a time through two reused buffers that stay in cache (about 2× faster here than one N×D
+        centred copy and one product)."""
         with torch.no_grad():
             xt = torch.from_numpy(np.ascontiguousarray(x))
             dt = xt.dtype if xt.dtype in (torch.float32, torch.float64) else torch.float64
-            xc = xt.to(dt) - torch.from_numpy(self.origin_).to(dt)
-            proj = xc @ torch.from_numpy(self.residual_basis_).to(dt)
-            return proj.square_().sum(1).double().sqrt_().numpy()
+            u = torch.from_numpy(self.origin_).to(dt)
+            basis = torch.from_numpy(self.residual_basis_).to(dt)
+            n = len(xt)
+            out = torch.empty(n, dtype=torch.float64)
+            centred = torch.empty((min(chunk, n), xt.shape[1]), dtype=dt)
+            proj = torch.empty((min(chunk, n), basis.shape[1]), dtype=dt)
+            for s in range(0, n, chunk):
+                m = min(chunk, n - s)
+                torch.sub(xt[s:s + m].to(dt), u, out=centred[:m])
+                torch.mm(centred[:m], basis, out=proj[:m])
+                out[s:s + m] = proj[:m].square_().sum(1)
+            return out.sqrt_().numpy()
 
 
 @register("vim", "ViM", "feature", {"logits", "features", "head"},

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from core.kernels.rows import percentile_exact
-from core.kernels.shaping import shaped_logits
+from core.kernels.shaping import shaped_logits, top_k_sums
 
-from ._stats import energy, f64
+from ._stats import energy, f64, mm
 from .base import Detector, ParamSpec, register
 
 #: exp(s₁/s₂) is clipped at exp(±MAX_LOG_SCALE): for signed (non-ReLU) features s₂ can be ~0.
@@ -104,10 +104,9 @@ class _Shaping(Detector):
             # W(z·s) + b = s·(Wz) + b: the scale only needs the top-k sum, not the shaped N×D matrix
             d = z.shape[1]
             k = _kept_count(d, self.params["percentile"])
-            s1 = z.sum(1, dtype=np.float64)
-            s2 = np.partition(z, d - k, axis=1)[:, d - k:].sum(1, dtype=np.float64) if k < d else s1
+            s1, s2 = top_k_sums(z, k)  # one parallel pass, no sorted copy of the rows
             scale = np.exp(_log_scale(s1, s2))
-            logits = scale[:, None] * (f64(z) @ f64(outputs.head_weight).T) + f64(outputs.head_bias)
+            logits = scale[:, None] * mm(f64(z), f64(outputs.head_weight).T) + f64(outputs.head_bias)
             return energy(logits)
         if z.ndim == 2 and self.method in ("ash-p", "ash-b", "ash-s"):
             # one fused pass per row: select the k kept units and accumulate only their head columns (float64)

@@ -168,6 +168,28 @@ def test_vim_and_residual_match_an_independent_numpy_computation(small):
     np.testing.assert_allclose(ood.create("residual", dim=dim).fit(fit).score(test), -vlogit, rtol=1e-5)
 
 
+def test_centred_gram_in_row_blocks_equals_the_float64_product(rng):
+    from core.ood._stats import centred_gram
+
+    # float32 rows far from the origin: the centring must happen in float64, before the products
+    x = (1e3 + rng.normal(size=(1037, 300))).astype(np.float32)
+    center = x.astype(np.float64).mean(0) + 0.25
+    xc = x.astype(np.float64) - center
+    expected = xc.T @ xc
+    for chunk in (100, 1037, 4096):  # ragged last block, one block, a block larger than the data
+        got = centred_gram(x, center, chunk=chunk)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+        np.testing.assert_allclose(got, got.T, rtol=1e-14, atol=1e-13 * np.abs(expected).max())
+    assert centred_gram(x[:0], center).shape == (300, 300)
+
+
+def test_vim_residual_norm_is_the_same_in_any_row_blocks(small):
+    fit, test = small
+    det = ood.create("residual", dim=5).fit(fit)
+    whole = det._residual_norm(test.features, chunk=len(test.features))
+    np.testing.assert_allclose(det._residual_norm(test.features, chunk=7), whole, rtol=1e-6)
+
+
 def test_vim_default_dimension_rule():
     from core.ood.feature import vim_principal_dim
 
@@ -270,6 +292,22 @@ def test_fused_shaping_kernel_equals_the_dense_definition_with_ties(rng, method)
         dense = ood.shape_features(z, method, pct) @ w.T
         assert ((ood.shape_features(z, "ash-p", pct) != 0).sum(1) <= k).all()
         np.testing.assert_allclose(shaped_logits(z, w, k, method), dense, rtol=1e-12, atol=1e-12)
+
+
+def test_top_k_sums_equal_sorted_sums_with_ties(rng):
+    from core.kernels.shaping import top_k_sums
+
+    z = np.maximum(rng.normal(0, 1, (500, 64)), 0).round(1)  # ReLU-like, many exact ties
+    z[:3] = 0.0
+    z[3] = 1.5  # a constant row
+    for dtype in (np.float32, np.float64):
+        zz = z.astype(dtype)
+        for k in (1, 5, 10, 63, 64):
+            s1, s2 = top_k_sums(zz, k)
+            np.testing.assert_allclose(s1, zz.sum(1, dtype=np.float64), rtol=1e-12)
+            np.testing.assert_allclose(s2, np.sort(zz.astype(np.float64), 1)[:, -k:].sum(1), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError):
+        top_k_sums(z, 0)
 
 
 def test_shaping_detectors_score_the_energy_of_shaped_features(small):
