@@ -66,6 +66,24 @@ def _centre_into(x, center, out):
             out[i, j] = np.float64(x[i, j]) - center[j]
 
 
+@njit(cache=True, parallel=True)
+def _centre_rows_into(x, centers, which, out):
+    n, d = x.shape
+    for i in prange(n):
+        c = which[i]
+        if c < 0:
+            for j in range(d):
+                out[i, j] = 0.0
+        else:
+            for j in range(d):
+                out[i, j] = np.float64(x[i, j]) - centers[c, j]
+
+
+def centre_rows_into(x: np.ndarray, centers: np.ndarray, which: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = x[i] − centers[which[i]] in float64, or a zero row where which[i] < 0 (one parallel pass)."""
+    _centre_rows_into(x, centers, which, out)
+
+
 def centre_into(x: np.ndarray, center: np.ndarray, out: np.ndarray) -> None:
     """out[:] = x − center in float64 (x float32/float64 C-contiguous [N, D], center float64 [D],
     out a float64 [N, D] buffer), in one parallel pass."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.kernels.rows import centre_into, centred_float64
+from core.kernels.rows import centre_into, centre_rows_into, centred_float64
 from core.kernels.softmax import logsumexp_float32, row_softmax_score
 
 EPS_NORM = 1e-10  # added to a norm before dividing (inside the norm, not to every component)
@@ -41,18 +41,25 @@ def sym_gram_t(t: torch.Tensor, blocks: int = 4) -> torch.Tensor:
         return g
 
 
-def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
+                 which: np.ndarray | None = None) -> np.ndarray:
     """(x − center)ᵀ(x − center) in float64 [D, D], without an N×D float64 copy of ``x``.
 
-    Rows are converted and centred ``chunk`` at a time into one reused float64 buffer (a parallel
-    numba pass), and each block's Gram (upper block triangle, mirrored) is added to the result.
-    The products and sums are float64 throughout; only the order of the row sums differs from
-    one big product. Saves the page faults of a 150 MB temporary at 50k×384."""
+    ``center`` is one row [D], or one row per group [K, D] with ``which`` [N] naming each row's group
+    (rows with ``which < 0`` are left out). Rows are converted and centred ``chunk`` at a time into one
+    reused float64 buffer (a parallel numba pass), and each block's Gram (upper block triangle,
+    mirrored) is added to the result. Products and sums are float64 throughout; only the order of
+    the row sums differs from one big product. Saves the page faults of a 150 MB temporary at
+    50k×384 (and the whole copy at ImageNet scale)."""
     x = np.ascontiguousarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
     n, d = x.shape
     center = np.ascontiguousarray(center, np.float64)
+    if which is not None:
+        which = np.ascontiguousarray(which, np.int64)
+        if center.ndim != 2 or len(which) != n:
+            raise ValueError("centred_gram: per-group centring needs center [K, D] and one group index per row")
     g = torch.zeros((d, d), dtype=torch.float64)
     if n == 0:
         return g.numpy()
@@ -61,7 +68,10 @@ def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096) -> np.nda
     with torch.no_grad():
         for s in range(0, n, chunk):
             m = min(chunk, n - s)
-            centre_into(x[s:s + m], center, buf[:m])
+            if which is None:
+                centre_into(x[s:s + m], center, buf[:m])
+            else:
+                centre_rows_into(x[s:s + m], center, which[s:s + m], buf[:m])
             g += sym_gram_t(buf_t[:m])
     return g.numpy()
 
@@ -199,27 +209,15 @@ def class_means(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return sums.numpy() / counts[:, None], classes, counts
 
 
-def within_class_covariance(x: np.ndarray, y: np.ndarray, means: np.ndarray, classes: np.ndarray,
-                            overwrite_x: bool = False) -> np.ndarray:
+def within_class_covariance(x: np.ndarray, y: np.ndarray, means: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Tied covariance Σ = (1/n) Σ_i (x_i − μ_{y_i})(x_i − μ_{y_i})ᵀ over rows with a class (biased, as
-    sklearn's EmpiricalCovariance). ``overwrite_x``: ``x`` is a float64 array the caller no longer
-    needs, so it is centred in place (saves an N×D copy)."""
-    valid = y >= 0
+    sklearn's EmpiricalCovariance), in float64 from row blocks (no N×D float64 copy)."""
     row_of_class = np.full(int(classes.max()) + 1, -1, np.int64)
     row_of_class[classes] = np.arange(len(classes))
-    all_valid = bool(valid.all())
-    xv = x if all_valid else x[valid]
-    yv = y if all_valid else y[valid]
-    shift = f64(means)[row_of_class[yv]]
-    if overwrite_x and all_valid and x.dtype == np.float64 and x.flags.c_contiguous:
-        xc = x
-    else:
-        xc = np.empty(xv.shape, np.float64)
-    np.subtract(xv, shift, out=xc)  # converts and centres in one pass
-    del shift
-    with torch.no_grad():
-        xc = torch.from_numpy(xc)
-        return sym_gram_t(xc).numpy() / len(xc)
+    y = np.asarray(y)
+    which = np.where(y >= 0, row_of_class[np.clip(y, 0, len(row_of_class) - 1)], -1)
+    n_valid = int((which >= 0).sum())
+    return centred_gram(x, means, which=which) / n_valid
 
 
 def between_class_covariance(means: np.ndarray, counts: np.ndarray, center: np.ndarray) -> np.ndarray:

@@ -181,6 +181,14 @@ def test_centred_gram_in_row_blocks_equals_the_float64_product(rng):
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
         np.testing.assert_allclose(got, got.T, rtol=1e-14, atol=1e-13 * np.abs(expected).max())
     assert centred_gram(x[:0], center).shape == (300, 300)
+    # one centre per group; rows of group −1 are left out
+    which = rng.integers(-1, 4, size=len(x))
+    centers = 1e3 + rng.normal(size=(4, 300))
+    keep = which >= 0
+    xg = x[keep].astype(np.float64) - centers[which[keep]]
+    expected = xg.T @ xg
+    got = centred_gram(x, centers, chunk=100, which=which)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 
 
 def test_vim_residual_norm_is_the_same_in_any_row_blocks(small):
