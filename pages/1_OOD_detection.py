@@ -18,8 +18,23 @@ except wsp.USER_ERRORS as e:
 
 cands = ui_ood.candidate_sets(ws)
 with st.expander("Sets, detectors and parameters", expanded="ood_result" not in st.session_state):
-    c1, c2 = st.columns([2, 1])
     is_table = dataset.kind == "table"
+    id_upload = None
+    id_choice = st.radio("ID set (in-distribution evaluation data)", list(ui_ood.ID_CHOICES), horizontal=True,
+                         key="ood_id_choice", format_func=lambda k: ui_ood.ID_CHOICES[k].format(wsp.describe_data(ws["data"])),
+                         help="The detectors are always fitted on the model's own training data (the train split of "
+                              "built-in data, or the workspace's upload). The ID set is the in-distribution data "
+                              "they are evaluated on: the workspace's data, or your own, e.g. deployment data.")
+    if id_choice == "upload":
+        kinds = ["csv", "parquet", "npz"] if is_table else ["zip", "npz"]
+        up = st.file_uploader("Your ID set (" + ", ".join(f".{k}" for k in kinds) + ")", type=kinds,
+                              key="ood_id_upload")
+        if up is not None:
+            try:
+                id_upload = ui_ood.id_upload_spec(up.name, up.getvalue(), dataset)
+            except wsp.USER_ERRORS as e:
+                wsp.show_error(e, "This ID set cannot be used")
+    c1, c2 = st.columns([2, 1])
     default_sets = [s for s in (ui_ood.DEFAULT_TABLE_SETS if is_table else ui_ood.DEFAULT_SETS) if s in cands] \
         or list(cands)[:4]
     set_help = ("Synthetic rows made from the training split (ADBench's families): "
@@ -46,7 +61,8 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
         n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, 2000, step=100, key="ood_n_fit"))
     val_note = (" TempScale and KL matching calibrate on as many samples of the held-out validation split."
                 if ui_ood.validation_spec(ws, 1) is not None else "")
-    c2.caption(f"Evaluation: the workspace's {len(dataset)} samples and the same number per OOD set.{val_note}")
+    id_note = ("your uploaded ID set" if id_choice == "upload" else f"the workspace's {len(dataset)} samples")
+    c2.caption(f"Evaluation: {id_note}, and the workspace's number of samples per built-in OOD set.{val_note}")
     if is_table:
         upload = st.file_uploader("Add your own OOD set (.csv or .parquet with the same feature columns, no label "
                                   "needed; or .npz outputs)", type=["csv", "parquet", "npz"], key="ood_upload")
@@ -69,10 +85,13 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
                 st.caption(ood.spec(d).reference)
                 params[d] = ui_ood.param_controls(d)
 
-if st.button("Run detectors", type="primary", key="ood_run", disabled=not (detectors and set_names)):
+missing_id = id_choice == "upload" and id_upload is None
+if missing_id:
+    st.info("Upload your ID set above, or choose the workspace's data as the ID set.")
+if st.button("Run detectors", type="primary", key="ood_run", disabled=not (detectors and set_names) or missing_id):
     try:
         result = ui_ood.run(ws, set_names, {d: params.get(d, ood.spec(d).defaults) for d in detectors}, n_fit,
-                            convention, uploads=uploads)
+                            convention, uploads=uploads, id_spec=id_upload)
         st.session_state["ood_result"] = result
         st.session_state["ood_sets_specs"] = {**{k: v["spec"] for k, v in cands.items()},
                                               **{k: v["spec"] for k, v in uploads.items()}}
@@ -95,7 +114,7 @@ st.plotly_chart(ui_ood.auroc_heatmap(result), width="stretch")
 
 def images_of(set_name, i):
     specs = st.session_state.get("ood_sets_specs", {})
-    spec = ws["data"] if set_name == "ID" else specs.get(set_name)
+    spec = result.meta.get("id_spec", ws["data"]) if set_name == "ID" else specs.get(set_name)
     if spec is None:
         return None
     ds = wsp.load_data(spec)

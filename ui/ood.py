@@ -78,6 +78,24 @@ def fit_and_eval_specs(ws: dict, n_fit: int) -> tuple[dict | None, dict]:
     return None, ds
 
 
+#: the ID set choices of the page ({} is the workspace's data)
+ID_CHOICES = {"workspace": "the workspace's data ({})", "upload": "your own upload"}
+
+
+def id_upload_spec(filename: str, content: bytes, workspace_data: data.Dataset) -> dict:
+    """The data spec of an uploaded ID evaluation set. A table keeps the workspace's label column when it has
+    one (for the per-class breakdown) and is read unlabelled otherwise."""
+    digest = wsp.store_upload(filename, content)
+    options = {}
+    if filename.lower().endswith((".csv", ".parquet")):
+        from core.data.uploads import read_table_columns
+
+        columns = read_table_columns(content, filename)[0]
+        label = getattr(workspace_data, "label", None)
+        options = {"label": label} if label and label in columns else {"unlabelled": True}
+    return {"kind": "upload", "filename": filename, "digest": digest, "options": options}
+
+
 #: built-in sets drawn from a generative world: any split name is a fresh, independent stream of samples
 GENERATED_WORLDS = ("shapes", "shapes-near-ood")
 
@@ -120,7 +138,12 @@ def param_controls(det: str) -> dict:
     for p in s.params:
         key = f"ood_param_{det}_{p.name}"
         label = f"{p.name}" + (" (blank = automatic)" if p.optional else "")
-        if p.type == "bool":
+        if p.type == "bool" and (p.optional or p.default is None):
+            # three states: "auto" (None) lets the detector decide from the data, as the API default does
+            options = [None, True, False]
+            values[p.name] = st.selectbox(p.name, options, index=options.index(p.default), key=key, help=p.help,
+                                          format_func=lambda v: {None: "auto", True: "on", False: "off"}[v])
+        elif p.type == "bool":
             values[p.name] = st.checkbox(p.name, value=bool(p.default), key=key, help=p.help)
         elif p.type == "choice":
             values[p.name] = st.selectbox(p.name, list(p.choices), index=list(p.choices).index(p.default), key=key,
@@ -141,11 +164,17 @@ def param_controls(det: str) -> dict:
 
 # ---------------------------------------------------------------- running
 def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, convention: str,
-        uploads: dict[str, dict] | None = None) -> SuiteResult:
-    """Extract outputs (cached), then fit/score the detectors (cached per detector and parameters)."""
+        uploads: dict[str, dict] | None = None, id_spec: dict | None = None) -> SuiteResult:
+    """Extract outputs (cached), then fit/score the detectors (cached per detector and parameters).
+
+    ``id_spec``: an ID evaluation set other than the workspace's data (an upload). The detectors still
+    fit on the model's training data: the train split of built-in data, or all of an uploaded workspace."""
     cands = candidate_sets(ws)
     cands.update(uploads or {})
     fit_spec, eval_spec = fit_and_eval_specs(ws, n_fit)
+    if id_spec is not None:
+        fit_spec = fit_spec or ws["data"]  # an uploaded workspace: fit on all of it, evaluate on the ID upload
+        eval_spec = id_spec
     val_spec = validation_spec(ws, n_fit) if any(ood.spec(d).fit_on == "validation" for d in detectors) else None
     model = wsp.load_model(ws["model"], ws["data"])
     card = getattr(model, "card", {}) if model is not None else {}
@@ -153,14 +182,16 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
     steps = len(set_names) + 2
     bar = st.progress(0.0, text="Running the model over the sets")
     try:
-        eval_out = wsp.run_with_progress(ws["model"], eval_spec, label="ID evaluation set")
+        eval_out = wsp.run_with_progress(ws["model"], eval_spec, label="ID evaluation set", model_data=ws["data"])
         id_inputs = input_batches(eval_spec, card) if torch_model is not None else None
         if fit_spec is not None:
-            fit_out = wsp.run_with_progress(ws["model"], fit_spec, label="ID fit set (train split)")
+            fit_out = wsp.run_with_progress(ws["model"], fit_spec, label="ID fit set (train split)",
+                                             model_data=ws["data"])
         else:
             fit_out, eval_out, index = split_outputs(eval_out, seed=0)
             id_inputs = input_batches(eval_spec, card, index) if torch_model is not None else None
-        val_out = (wsp.run_with_progress(ws["model"], val_spec, label="ID validation set (val split)")
+        val_out = (wsp.run_with_progress(ws["model"], val_spec, label="ID validation set (val split)",
+                                         model_data=ws["data"])
                    if val_spec is not None else None)
         bar.progress(1 / steps, text="Running the model over the OOD sets")
         sets = {"ID": EvalSet(eval_out, "id", id_inputs)}
@@ -192,26 +223,38 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
         result.set_errors.update(load_errors)
         result.meta["id_index"] = None if fit_spec is not None else index
         result.meta["id_outputs"] = eval_out
+        result.meta["id_spec"] = eval_spec
         return result
     finally:
         bar.empty()
 
 
 # ---------------------------------------------------------------- showing
+TABLE_METRICS = {"auroc": "AUROC", "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out", "fpr95": "FPR@95"}
+
+
 def results_table(result: SuiteResult) -> None:
     summary = result.summary()
     if summary.empty:
         st.warning("No detector produced scores.")
         return
     summary.insert(1, "name", [ood.spec(d).name for d in summary["detector"]])
-    higher = [c for c in summary.columns if c.startswith(("auroc", "aupr"))]
-    lower = [c for c in summary.columns if c.startswith("fpr95")]
+    metric = st.radio("Group averages of", list(TABLE_METRICS), horizontal=True, key="ood_table_metric",
+                      format_func=TABLE_METRICS.get,
+                      help="The table shows every metric's mean over all OOD sets, and this metric's mean over each "
+                           "group of sets (near, far, shift, …; each set in a group counts equally).")
+    groups = [c for c in summary.columns if c.startswith(f"{metric}_") and c != f"{metric}_mean"]
+    cols = ["detector", "name", f"{metric}_mean", *groups,
+            *[f"{k}_mean" for k in TABLE_METRICS if k != metric], "fit_s", "score_s"]
+    summary = summary[cols]
+    higher = [c for c in cols if c.startswith(("auroc", "aupr"))]
+    lower = [c for c in cols if c.startswith("fpr95")]
     styled = (summary.style.format(precision=3)
               .highlight_max(subset=higher, color="#c6f6d5").highlight_min(subset=lower, color="#c6f6d5"))
     st.dataframe(styled, width="stretch", hide_index=True)
-    st.caption("Sorted by mean AUROC over all OOD sets (auroc_near, auroc_far, … average each group); the best value in "
-               "each column is highlighted. Click a column header to sort. fit_s and score_s are seconds for fitting and "
-               "for scoring every set.")
+    st.caption("Sorted by mean AUROC over all OOD sets; the best value in each column is highlighted (highest AUROC "
+               "and AUPR, lowest FPR@95). Click a column header to sort. fit_s and score_s are seconds for fitting "
+               "and for scoring every set. The summary CSV below has every metric per group.")
     with st.expander("Every detector on every OOD set"):
         st.dataframe(result.table.style.format(precision=3), width="stretch", hide_index=True)
 
@@ -289,8 +332,8 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
         default = float(np.quantile(scores["ID"], 0.05))
         if not hi > lo:
             hi = lo + 1.0
-        thr = st.slider("Threshold: samples scoring below it are flagged as OOD", lo, hi,
-                        min(max(default, lo), hi), key=f"ood_thr_{det}", format="%.4g")
+        thr = st.slider("Threshold: samples scoring at or below it are flagged as OOD", lo, hi,
+                        min(max(default, lo), hi), step=(hi - lo) / 1000, key=f"ood_thr_{det}", format="%.4g")
         st.plotly_chart(viz.score_distributions(scores, threshold=thr), width="stretch")
         st.dataframe(flagged_counts(scores, thr).style.format({"share flagged": "{:.1%}"}), hide_index=True,
                      width="stretch")
@@ -333,10 +376,14 @@ def export(result: SuiteResult, ws: dict) -> None:
         for s, v in per_set.items():
             rows.append(pd.DataFrame({"detector": det, "set": s, "index": np.arange(len(v)), "score": v}))
     scores_csv = pd.concat(rows, ignore_index=True).to_csv(index=False).encode() if rows else b""
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Download scores (CSV)", scores_csv, "ood_scores.csv", "text/csv", key="ood_dl_scores")
+    c1, c2, c4, c3 = st.columns(4)
+    c1.download_button("Download scores (CSV)", scores_csv, "ood_scores.csv", "text/csv", key="ood_dl_scores",
+                       help="One row per detector, set and sample.")
     c2.download_button("Download metrics (CSV)", result.table.to_csv(index=False).encode(), "ood_metrics.csv",
-                       "text/csv", key="ood_dl_metrics")
+                       "text/csv", key="ood_dl_metrics", help="One row per detector and OOD set.")
+    c4.download_button("Download summary (CSV)", result.summary().to_csv(index=False).encode(), "ood_summary.csv",
+                       "text/csv", key="ood_dl_summary",
+                       help="One row per detector: every metric's mean over all OOD sets and per group, and timings.")
     det = st.session_state.get("ood_view_det") or result.detectors[0]
     if c3.button("Keep as importance distributions", key="ood_keep",
                  help=f"Keeps the scores of the detector shown above ({ood.spec(det).name}) on the ID set and on every "

@@ -81,20 +81,21 @@ class SuiteResult:
         return self.table
 
     def summary(self) -> pd.DataFrame:
-        """One row per detector: mean metrics over the OOD sets, mean AUROC per group, fit/score
-        seconds; sorted by mean AUROC (best first)."""
+        """One row per detector: each metric's mean over the OOD sets (``auroc_mean``, …) and, when the
+        sets fall in more than one group, its mean per group (``auroc_near``, ``fpr95_far``, …; every
+        group weighs its sets equally), then fit/score seconds; sorted by mean AUROC (best first)."""
         t = self.table
         if t.empty:
             return pd.DataFrame(columns=["detector", "auroc_mean", "fit_s", "score_s"])
-        out = t.groupby("detector", sort=False)[list(METRIC_KEYS)].mean()
-        out.columns = [f"{c}_mean" for c in out.columns]
+        means = t.groupby("detector", sort=False)[list(METRIC_KEYS)].mean()
         groups = list(dict.fromkeys(t["group"]))
-        if len(groups) > 1:
-            per_group = t.pivot_table(index="detector", columns="group", values="auroc", aggfunc="mean")
-            for g in groups:
-                out[f"auroc_{g}"] = per_group[g]
-        out = out[["auroc_mean"] + [c for c in out.columns if c.startswith("auroc_") and c != "auroc_mean"]
-                  + ["aupr_in_mean", "aupr_out_mean", "fpr95_mean"]]
+        out = pd.DataFrame(index=means.index)
+        for key in METRIC_KEYS:
+            out[f"{key}_mean"] = means[key]
+            if len(groups) > 1:
+                per_group = t.pivot_table(index="detector", columns="group", values=key, aggfunc="mean")
+                for g in groups:
+                    out[f"{key}_{g}"] = per_group[g]
         out["fit_s"] = [self.fit_seconds.get(d, np.nan) for d in out.index]
         out["score_s"] = [self.score_seconds.get(d, np.nan) for d in out.index]
         return out.sort_values("auroc_mean", ascending=False, kind="stable").reset_index(names="detector")
@@ -207,11 +208,12 @@ def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str,
 
 
 def flagged_counts(scores: dict[str, np.ndarray], threshold: float) -> pd.DataFrame:
-    """Per set: how many samples score below ``threshold`` (flagged as OOD)."""
+    """Per set: how many samples score at or below ``threshold`` (flagged as OOD; the rule of
+    :func:`core.ood.metrics` and :func:`core.ood.roc_curve`)."""
     rows = []
     for name, s in scores.items():
         s = np.asarray(s)
-        flagged = int((s < threshold).sum())
+        flagged = int((s <= threshold).sum())
         rows.append({"set": name, "n": len(s), "flagged": flagged, "share flagged": flagged / max(len(s), 1)})
     return pd.DataFrame(rows, columns=["set", "n", "flagged", "share flagged"])
 

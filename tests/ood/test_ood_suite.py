@@ -43,6 +43,11 @@ def test_run_suite_tables_and_cache(train_outputs, sets):
     assert far.auroc == pytest.approx(ood.metrics(result.scores["knn"]["ID"], result.scores["knn"]["far: novel"])["auroc"])
     summary = result.summary()
     assert list(summary.columns[:4]) == ["detector", "auroc_mean", "auroc_far", "auroc_near"]
+    for key in ("auroc", "aupr_in", "aupr_out", "fpr95"):  # every metric: its mean and its mean per group
+        t = result.table[result.table.detector == "knn"]
+        row = summary[summary.detector == "knn"].iloc[0]
+        assert row[f"{key}_mean"] == pytest.approx(t[key].mean())
+        assert row[f"{key}_near"] == pytest.approx(t[t.group == "near"][key].mean())
     assert summary["auroc_mean"].is_monotonic_decreasing and {"fit_s", "score_s"} <= set(summary.columns)
     assert result.params["knn"]["k"] == 5 and result.info["knn"]["k"] == 5
     assert calls and calls[-1] == 1.0 and all(0 <= f <= 1 for f in calls)
@@ -84,6 +89,11 @@ def test_helpers():
     scores = {"ID": np.array([3.0, 2.0, 5.0]), "far": np.array([0.0, 4.0])}
     counts = flagged_counts(scores, 2.5)
     assert list(counts["flagged"]) == [1, 1] and list(counts["share flagged"]) == [1 / 3, 0.5]
+    # a score equal to the threshold is flagged, as in metrics(): at metrics' own threshold the counts give its FPR@95
+    assert list(flagged_counts(scores, 2.0)["flagged"]) == [1, 1]
+    m = ood.metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 1.0]))
+    at = flagged_counts({"ID": np.array([1.0, 2.0, 3.0, 4.0]), "OOD": np.array([0.0, 1.0])}, m["threshold"])
+    assert at["share flagged"].tolist() == [m["fpr95"], 1.0]
     low, high = extremes(scores, k=2)
     assert low == [("far", 0, 0.0), ("ID", 1, 2.0)] and high == [("ID", 2, 5.0), ("far", 1, 4.0)]
     table = per_class(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 2, -1]), ["a", "b", "c"], np.array([1.5]))
