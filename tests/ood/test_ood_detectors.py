@@ -149,6 +149,25 @@ def test_knn_equals_brute_force_kth_neighbour(small):
     np.testing.assert_allclose(det.score(test), -d[:, -1], atol=2e-5)
 
 
+def test_knn_bank_fraction_keeps_a_seeded_subset_and_scores_against_it(small):
+    fit, test = small
+    norm = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    q, bank_all = norm(test.features.astype(float)), norm(fit.features.astype(float))
+    det = ood.create("knn", k=3, bank_fraction=0.25, seed=4).fit(fit)
+    assert det.info["bank_size"] == 30  # ceil(0.25 · 120)
+    # the score is the distance to the 3rd nearest of *some* 30 fit samples: find which from the bank itself
+    bank = det.bank_t_.T.astype(float)
+    member = cdist(bank, bank_all).argmin(1)
+    assert len(set(member)) == 30 and np.allclose(cdist(bank, bank_all).min(1), 0, atol=1e-6)
+    expected = -np.sort(cdist(q, bank_all[member]), axis=1)[:, 2]
+    np.testing.assert_allclose(det.score(test), expected, atol=2e-5)
+    # the same seed gives the same bank; another seed another one
+    again = ood.create("knn", k=3, bank_fraction=0.25, seed=4).fit(fit)
+    other = ood.create("knn", k=3, bank_fraction=0.25, seed=5).fit(fit)
+    np.testing.assert_array_equal(again.bank_t_, det.bank_t_)
+    assert not np.array_equal(other.bank_t_, det.bank_t_)
+
+
 def test_vim_and_residual_match_an_independent_numpy_computation(small):
     fit, test = small
     w, b = fit.head_weight.astype(float), fit.head_bias.astype(float)
@@ -235,6 +254,10 @@ def test_fdbd_matches_definition(small):
         s = sum(abs(fi[c] - fi[k]) / np.linalg.norm(w[c] - w[k]) for k in range(len(fi)) if k != c)
         expected.append(s / np.linalg.norm(zi - mu))
     np.testing.assert_allclose(ood.create("fdbd").fit(fit).score(test), expected, rtol=1e-6)
+    # the 'norm' option divides by ‖z‖ instead of the distance to the fit mean
+    z = test.features.astype(float)
+    by_norm = np.array(expected) * np.linalg.norm(z - mu, axis=1) / np.linalg.norm(z, axis=1)
+    np.testing.assert_allclose(ood.create("fdbd", normalizer="norm").fit(fit).score(test), by_norm, rtol=1e-6)
 
 
 def test_gradnorm_closed_form_equals_autograd(rng):
@@ -341,16 +364,18 @@ def test_dice_masks_low_contributions(small):
 
 
 # ---------------------------------------------------------------------------- paper methods
-def test_wdiscood_matches_a_direct_reimplementation(small):
-    fit, test = small
-    x, y = fit.features.astype(float), fit.labels
+def _wdiscood_reference(x, y, queries, normalize, lam):
+    """WDiscOOD written out directly (Chen et al., ICCV 2023): optional L2 normalisation, whitening by the
+    within-class covariance, discriminants of (S_w + αI)⁻¹S_b, and the residual of their span."""
+    if normalize:
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     classes = np.unique(y)
 
     def within(a):
         ac = np.concatenate([a[y == c] - a[y == c].mean(0) for c in classes])
         return ac.T @ ac / len(ac)
 
-    # whitening with the pseudo-inverse square root of the within-class covariance
     evals, evecs = np.linalg.eigh(within(x))
     keep = evals > evals.max() * 1e-12
     wh = evecs[:, keep] @ np.diag(evals[keep] ** -0.5) @ evecs[:, keep].T
@@ -364,13 +389,34 @@ def test_wdiscood_matches_a_direct_reimplementation(small):
     g = vecs[:, order] / np.linalg.norm(vecs[:, order], axis=0)
     q, _ = np.linalg.qr(g)
     h = np.eye(len(q)) - q @ q.T
-    expected = []
-    for v in test.features.astype(float) @ wh:
+    out = []
+    for v in queries @ wh:
         disc = min(np.linalg.norm(g.T @ (v - m)) for m in mu_c)
-        expected.append(-disc - 5.0 * np.linalg.norm(h @ (v - mu)))  # non-negative features: λ = 5
+        out.append(-disc - lam * np.linalg.norm(h @ (v - mu)))
+    return np.array(out)
+
+
+def test_wdiscood_matches_a_direct_reimplementation(small):
+    fit, test = small
+    x, y = fit.features.astype(float), fit.labels
     det = ood.create("wdiscood").fit(fit)
-    assert det.info["num_disc"] == len(classes) - 1 and det.info["normalize"] is False
+    assert det.info["num_disc"] == len(np.unique(y)) - 1 and det.info["normalize"] is False
+    expected = _wdiscood_reference(x, y, test.features.astype(float), normalize=False, lam=5.0)  # ReLU-like: λ = 5
     np.testing.assert_allclose(det.score(test), expected, rtol=1e-6)
+
+
+def test_wdiscood_on_signed_features_normalises_with_lambda_one(small):
+    fit, test = small
+    shift = fit.features.mean(0)  # centred features are signed, as a ViT's pre-logits
+    fit_s = ModelOutputs(logits=fit.logits, features=(fit.features - shift).astype(np.float32), labels=fit.labels,
+                         preds=fit.preds, head_weight=fit.head_weight, head_bias=fit.head_bias)
+    test_s = ModelOutputs(logits=test.logits, features=(test.features - shift).astype(np.float32), labels=test.labels,
+                          preds=test.preds, head_weight=test.head_weight, head_bias=test.head_bias)
+    det = ood.create("wdiscood").fit(fit_s)
+    assert det.info["normalize"] is True and det.info["residual_weight"] == 1.0
+    expected = _wdiscood_reference(fit_s.features.astype(float), fit.labels, test_s.features.astype(float),
+                                   normalize=True, lam=1.0)
+    np.testing.assert_allclose(det.score(test_s), expected, rtol=1e-6)
 
 
 def _conjnorm_direct(fit, test, p, t):
