@@ -199,6 +199,7 @@ def _check_results_table(at):
     for _, row in table.iterrows():
         mine = t[t.detector == row["detector"]]
         assert row["fpr95_near"] == pytest.approx(mine[mine.group == "near"]["fpr95"].mean())
+    assert table["fpr95_mean"].is_monotonic_increasing  # sorted by the chosen metric, best (lowest FPR) first
     # the summary itself has every metric's mean per group
     summary = result.summary()
     for key in ("auroc", "aupr_in", "aupr_out", "fpr95"):
