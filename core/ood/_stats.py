@@ -163,22 +163,26 @@ def neg_entropy(logits: np.ndarray) -> np.ndarray:
 
 
 def generalized_entropy_score(logits: np.ndarray, gamma: float, top_m: int) -> np.ndarray:
-    """−Σ_{top-M p} p^γ (1 − p)^γ with 1 − p_max = s/(1 + s) taken from :func:`softmax_parts` (no 1 − p
-    cancellation for confident predictions)."""
-    _, idx, _, e = softmax_parts(logits)
+    """−Σ_{top-M p} p^γ (1 − p)^γ, as −Σ (p(1 − p))^γ: one power per entry.
+
+    With d = f − max f, e = exp(d) (the argmax entry set to 0) and s = Σe, every other class has
+    p = e/(1 + s), and the top class contributes p(1 − p) = s/(1 + s)² (in float64, so a confident
+    prediction keeps its tiny 1 − p instead of cancelling to 0). The top-M are the top class and the
+    M − 1 largest others."""
+    f = _native(logits)
     with torch.no_grad():
-        s = e.sum(1, keepdim=True)
+        m, idx = f.max(1)
+        e = torch.exp(f - m[:, None])
+        e.scatter_(1, idx[:, None], 0.0)
+        s = e.sum(1)
         z = 1.0 + s
-        p = e / z
-        q = 1.0 - p
-        p.scatter_(1, idx[:, None], 1.0 / z)
-        q.scatter_(1, idx[:, None], s / z)
-        c = p.shape[1]
-        if top_m < c:
-            top, pos = p.topk(top_m, dim=1, sorted=False)
-            q = q.gather(1, pos)
-            p = top
-        return -(p.pow(gamma) * q.pow(gamma)).sum(1).double().numpy()
+        p = e.div_(z[:, None])
+        if top_m < p.shape[1]:
+            p = p.topk(top_m - 1, dim=1, sorted=False).values if top_m > 1 else p[:, :0]
+        rest = (p - p * p).pow_(gamma).sum(1, dtype=torch.float64)
+        s64 = s.double()
+        top = (s64 / (1.0 + s64) ** 2).pow_(gamma)
+        return -(rest + top).numpy()
 
 
 def l2_normalise(x: np.ndarray, dtype=np.float64) -> np.ndarray:
