@@ -44,6 +44,128 @@ def _exp_poly(r):
     return p * r + 1.0
 
 
+@njit(cache=True, inline="always")
+def _exp_block(d, e, bits, scale, size):
+    """e[:size] = exp(d[:size]) for d ≥ −708: exp(d) = 2^k·exp(r), k = round(d/ln2), in loops LLVM
+    vectorises (``scale`` is ``bits`` viewed as float64)."""
+    for t in range(size):
+        k = np.floor(d[t] * _LOG2E + 0.5)
+        rr = (d[t] - k * _LN2_HI) - k * _LN2_LO
+        e[t] = _exp_poly(rr)
+        bits[t] = (np.int64(k) + 1023) << 52
+    for t in range(size):
+        e[t] *= scale[t]
+
+
+@njit(cache=True, inline="always")
+def _shifted_block(f, lo, hi, inv_t, d, arg_out):
+    """d = f/T − (row max) ≥ −708 for rows lo..hi of f, flattened; the first column of each row's maximum
+    goes to arg_out (when it has rows)."""
+    c = f.shape[1]
+    for i in range(lo, hi):
+        m = np.float64(f[i, 0]) * inv_t
+        a = 0
+        for j in range(1, c):
+            v = np.float64(f[i, j]) * inv_t
+            if v > m:
+                m = v
+                a = j
+        if arg_out.shape[0]:
+            arg_out[i] = a
+        base = (i - lo) * c
+        for j in range(c):
+            d[base + j] = max(np.float64(f[i, j]) * inv_t - m, -708.0)
+
+
+@njit(cache=True, parallel=True)
+def _softmax_class_sums(f, sums_out, pred_out):
+    """Per row block: softmax of each row (float64), added to its block's row for the predicted class."""
+    n, c = f.shape
+    blocks = sums_out.shape[0]
+    for b in prange(blocks):
+        lo = b * _ROWS_PER_BLOCK
+        hi = min(n, lo + _ROWS_PER_BLOCK)
+        size = (hi - lo) * c
+        d = np.empty(size, np.float64)
+        e = np.empty(size, np.float64)
+        bits = np.empty(size, np.int64)
+        scale = bits.view(np.float64)
+        _shifted_block(f, lo, hi, 1.0, d, pred_out)
+        _exp_block(d, e, bits, scale, size)
+        for i in range(lo, hi):
+            base = (i - lo) * c
+            z = 0.0
+            for j in range(c):
+                z += e[base + j]
+            a = pred_out[i]
+            for j in range(c):
+                sums_out[b, a, j] += e[base + j] / z
+
+
+def softmax_class_means(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(means [K, C], classes [K], pred [N])``: the mean softmax (float64) of the rows predicted as each
+    class that is predicted at all, in one parallel pass (no N×C probability matrix). ``pred`` is the
+    argmax of each row, the first one on ties (as NumPy's)."""
+    f = np.ascontiguousarray(logits)
+    if f.dtype not in (np.float32, np.float64):
+        f = f.astype(np.float64)
+    n, c = f.shape
+    blocks = max(1, (n + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK)
+    sums = np.zeros((blocks, c, c))
+    pred = np.zeros(n, np.int64)
+    if n:
+        _softmax_class_sums(f, sums, pred)
+    counts = np.bincount(pred, minlength=c)
+    classes = np.flatnonzero(counts)
+    return sums.sum(0)[classes] / counts[classes, None], classes, pred
+
+
+@njit(cache=True, parallel=True)
+def _min_kl(f, log_t, out):
+    n, c = f.shape
+    k_count = log_t.shape[0]
+    blocks = (n + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
+    no_arg = np.empty(0, np.int64)
+    for b in prange(blocks):
+        lo = b * _ROWS_PER_BLOCK
+        hi = min(n, lo + _ROWS_PER_BLOCK)
+        size = (hi - lo) * c
+        d = np.empty(size, np.float64)
+        e = np.empty(size, np.float64)
+        bits = np.empty(size, np.int64)
+        scale = bits.view(np.float64)
+        _shifted_block(f, lo, hi, 1.0, d, no_arg)
+        _exp_block(d, e, bits, scale, size)
+        for i in range(lo, hi):
+            base = (i - lo) * c
+            z = 0.0
+            for j in range(c):
+                z += e[base + j]
+            log_z = math.log(z)
+            neg_entropy = 0.0  # Σ p log p with log p = d − log z
+            for j in range(c):
+                neg_entropy += e[base + j] / z * (d[base + j] - log_z)
+            best = np.inf
+            for k in range(k_count):
+                cross = 0.0
+                for j in range(c):
+                    cross += e[base + j] / z * log_t[k, j]
+                best = min(best, neg_entropy - cross)
+            out[i] = max(best, 0.0)
+
+
+def min_kl_to_templates(logits: np.ndarray, log_templates: np.ndarray) -> np.ndarray:
+    """min_k KL(softmax(f) ‖ t_k) per row (float64 [N], clipped at 0), given log t_k [K, C]; one parallel
+    pass with the softmax in float64, no N×C or N×K matrix."""
+    f = np.ascontiguousarray(logits)
+    if f.dtype not in (np.float32, np.float64):
+        f = f.astype(np.float64)
+    out = np.empty(len(f))
+    if len(f):
+        _min_kl(f, np.ascontiguousarray(log_templates, np.float64), out)
+    return out
+
+
 @njit(cache=True, parallel=True)  # no FMA contraction: the maximum must give d = f/T − m = 0 exactly
 def _row_parts(f, inv_t, m_out, s_out, r_out):
     n, c = f.shape
@@ -64,13 +186,7 @@ def _row_parts(f, inv_t, m_out, s_out, r_out):
             base = (i - lo) * c
             for j in range(c):
                 d[base + j] = max(np.float64(f[i, j]) * inv_t - m, -708.0)  # exp(−708) ≈ 3e-308 stays normal
-        for t in range(size):  # exp(d) = 2^k·exp(r), k = round(d/ln2): a loop LLVM vectorises
-            k = np.floor(d[t] * _LOG2E + 0.5)
-            rr = (d[t] - k * _LN2_HI) - k * _LN2_LO
-            e[t] = _exp_poly(rr)
-            bits[t] = (np.int64(k) + 1023) << 52
-        for t in range(size):
-            e[t] *= scale[t]
+        _exp_block(d, e, bits, scale, size)
         for i in range(lo, hi):
             base = (i - lo) * c
             s = 0.0

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from core.kernels.softmax import tempered_moments
+from core.kernels.rows import row_max
+from core.kernels.softmax import min_kl_to_templates, softmax_class_means, tempered_moments
 
-from ._stats import class_means, energy, f64, generalized_entropy_score, max_softmax, neg_entropy, softmax
+from ._stats import energy, f64, generalized_entropy_score, max_softmax, neg_entropy
 from .base import Detector, OODError, ParamSpec, register
 
 
@@ -33,8 +33,7 @@ class MaxLogit(Detector):
     """
 
     def _score(self, outputs):
-        with torch.no_grad():  # the max of float32 logits is exact; only the [N] result is widened
-            return torch.from_numpy(np.ascontiguousarray(outputs.logits)).amax(1).double().numpy()
+        return row_max(outputs.logits)  # exact for float32 logits; only the [N] result is widened
 
 
 @register("energy", "Energy", "logit", {"logits"},
@@ -167,21 +166,17 @@ class KLMatching(Detector):
     """
 
     def _fit_classes(self, outputs):
-        with torch.no_grad():  # threaded; the first maximum on ties, as NumPy's argmax
-            self._fit_pred = torch.from_numpy(np.ascontiguousarray(outputs.logits)).argmax(1).numpy()
-        return self._fit_pred, "predictions"
+        # one parallel pass: each row's softmax (float64) summed per predicted class, and the predictions
+        # (argmax f = argmax softmax(f), the first maximum on ties as NumPy's argmax)
+        self._class_means = softmax_class_means(outputs.logits)
+        return self._class_means[2], "predictions"
 
     def _fit(self, outputs):
-        p = softmax(outputs.logits)
-        # the predicted class of a fit sample: argmax f = argmax softmax(f)
-        self.templates_, classes, _ = class_means(p, self._fit_pred)
+        self.templates_, classes, _ = self._class_means
+        del self._class_means
         self.info["classes_with_template"] = int(len(classes))
         self._log_templates = np.log(np.maximum(self.templates_, np.finfo(np.float64).tiny))
 
     def _score(self, outputs):
-        with torch.no_grad():
-            logp = torch.log_softmax(torch.from_numpy(f64(outputs.logits)), 1)
-            p = logp.exp()
-            neg_entropy = (p * logp).sum(1)  # Σ p log p (p log p -> 0 as p -> 0, which exp/log gives)
-            kl = neg_entropy[:, None] - p @ torch.from_numpy(self._log_templates).T
-            return (-kl.amin(1).clamp_(min=0.0)).numpy()
+        # Σ p log p − Σ p log t_k per template, minimised over k, in one pass per row (float64 softmax)
+        return -min_kl_to_templates(outputs.logits, self._log_templates)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from core.kernels.rows import centred_sq_norms, column_means
+from core.kernels.rows import centred_sq_norms, column_means, row_max
 from core.kernels.softmax import row_softmax_score, tempered_moments
 
 
@@ -16,6 +16,9 @@ def test_row_reductions_accumulate_in_float64(dtype):
     np.testing.assert_allclose(centred_sq_norms(x, c), ((ref - c) ** 2).sum(1), rtol=1e-10)
     assert np.isnan(column_means(np.zeros((0, 3), dtype))).all()
     assert centred_sq_norms(np.zeros((0, 3), dtype), np.zeros(3)).shape == (0,)
+    got = row_max(x)
+    assert got.dtype == np.float64 and np.array_equal(got, ref.max(1))  # exact, in either precision
+    assert row_max(np.zeros((0, 3), dtype)).shape == (0,)
 
 
 def test_row_softmax_scores_and_tempered_moments():

@@ -100,6 +100,25 @@ def test_klm_matches_definition(rng):
     np.testing.assert_allclose(ood.create("klm").fit(fit).score(test), expected, rtol=1e-8, atol=1e-12)
 
 
+def test_klm_kernels_over_many_blocks_with_ties_and_unpredicted_classes(rng):
+    from core.kernels.softmax import min_kl_to_templates, softmax_class_means
+
+    f = rng.normal(0, 4, (2100, 6)).astype(np.float32)  # several row blocks
+    f[:, 5] -= 30.0  # class 5 is never predicted: no template
+    f[:40, 1] = f[:40, 0] = f[:40].max(1) + 1.0  # exact ties between classes 0 and 1: the first wins
+    p = scipy.special.softmax(f.astype(np.float64), axis=1)
+    pred = f.argmax(1)
+    means, classes, got_pred = softmax_class_means(f)
+    np.testing.assert_array_equal(got_pred, pred)
+    assert list(classes) == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(means, [p[pred == c].mean(0) for c in classes], rtol=1e-12)
+    log_t = np.log(means)
+    q = rng.normal(0, 6, (700, 6)).astype(np.float32)
+    pq = scipy.special.softmax(q.astype(np.float64), axis=1)
+    expected = np.array([min(scipy.stats.entropy(row, t) for t in means) for row in pq])
+    np.testing.assert_allclose(min_kl_to_templates(q, log_t), expected, rtol=1e-9, atol=1e-13)
+
+
 def test_tempscale_recovers_a_known_temperature(rng):
     g = rng.normal(0, 2, (6000, 5))
     y = np.array([rng.choice(5, p=row) for row in scipy.special.softmax(g, axis=1)])
