@@ -8,7 +8,7 @@ For row f (scaled by 1/T) with maximum m at column a, with d_c = f_c − m ≤ 0
 Everything is float64 (float32 logits are widened element by element). Each term is a ratio ≤ 1 to
 the largest, so s keeps its full relative precision however small it is: p_max and the entropy keep
 their ranking for margins where a float32 softmax has long saturated. The exponential is a
-range-reduced degree-12 polynomial (< 2e-16 relative error) in a loop LLVM vectorises, about 5× a
+range-reduced degree-12 polynomial (< 4e-16 relative error) in loops LLVM vectorises, about 10× a
 scalar ``exp`` call per element.
 """
 from __future__ import annotations
@@ -44,15 +44,24 @@ def _exp_poly(r):
     return p * r + 1.0
 
 
-@njit(cache=True, inline="always")
+_MAGIC = 4503599627370496.0 + 1023.0  # 2^52 + 1023: k + _MAGIC holds the biased exponent 1023 + k in its low bits
+_MAGIC_HIGH_BITS = np.int64(0x4330000000000000)  # the bit pattern of 2^52
+
+
+@njit(cache=True, fastmath={"contract"})
 def _exp_block(d, e, bits, scale, size):
-    """e[:size] = exp(d[:size]) for d ≥ −708: exp(d) = 2^k·exp(r), k = round(d/ln2), in loops LLVM
-    vectorises (``scale`` is ``bits`` viewed as float64)."""
+    """e[:size] = exp(d[:size]) for −708 ≤ d ≤ 0: exp(d) = 2^k·exp(r), k = round(d/ln2), in loops LLVM
+    vectorises (``scale`` is ``bits`` viewed as float64). 2^k is built without a float→int64
+    conversion (which AVX2 lacks, so it would scalarise the loop): k + 2^52 + 1023 holds 1023 + k in its
+    low mantissa bits, which are shifted into the exponent field. Compiled on its own so the polynomial
+    may use fused multiply-adds (< 4e-16 relative error either way); the callers' d = f − max stays exact."""
     for t in range(size):
         k = np.floor(d[t] * _LOG2E + 0.5)
         rr = (d[t] - k * _LN2_HI) - k * _LN2_LO
         e[t] = _exp_poly(rr)
-        bits[t] = (np.int64(k) + 1023) << 52
+        scale[t] = k + _MAGIC
+    for t in range(size):
+        bits[t] = (bits[t] - _MAGIC_HIGH_BITS) << 52
     for t in range(size):
         e[t] *= scale[t]
 
