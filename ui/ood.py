@@ -252,9 +252,9 @@ def results_table(result: SuiteResult) -> None:
     styled = (summary.style.format(precision=3)
               .highlight_max(subset=higher, color="#c6f6d5").highlight_min(subset=lower, color="#c6f6d5"))
     st.dataframe(styled, width="stretch", hide_index=True)
-    st.caption("Sorted by the chosen metric's mean over all OOD sets (best first); the best value in each column is highlighted (highest AUROC "
-               "and AUPR, lowest FPR@95). Click a column header to sort. fit_s and score_s are seconds for fitting "
-               "and for scoring every set. The summary CSV below has every metric per group.")
+    st.caption("Sorted by the chosen metric's mean over all OOD sets (best first); the best value in each column is "
+               "highlighted (highest AUROC and AUPR, lowest FPR@95). Click a column header to sort. fit_s and score_s "
+               "are seconds for fitting and for scoring every set. The summary CSV below has every metric per group.")
     with st.expander("Every detector on every OOD set"):
         st.dataframe(result.table.style.format(precision=3), width="stretch", hide_index=True)
 

@@ -66,11 +66,16 @@ def _exp_block(d, e, bits, scale, size):
         e[t] *= scale[t]
 
 
-@njit(cache=True, inline="always")
-def _shifted_block(f, lo, hi, inv_t, d, arg_out):
-    """d = f/T − (row max) ≥ −708 for rows lo..hi of f, flattened; the first column of each row's maximum
-    goes to arg_out (when it has rows)."""
+@njit(cache=True, inline="always")  # no FMA contraction: the maximum must give d = f/T − m = 0 exactly
+def _block_exps(f, lo, hi, inv_t, m_out, arg_out):
+    """For rows lo..hi of f, flattened: d = f/T − m ≥ −708 (m the row maximum; exp(−708) ≈ 3e-308 stays
+    normal) and e = exp(d). Each row's m goes to m_out and the first column of its maximum to arg_out,
+    when those arrays are not empty."""
     c = f.shape[1]
+    size = (hi - lo) * c
+    d = np.empty(size, np.float64)
+    e = np.empty(size, np.float64)
+    bits = np.empty(size, np.int64)
     for i in range(lo, hi):
         m = np.float64(f[i, 0]) * inv_t
         a = 0
@@ -79,28 +84,32 @@ def _shifted_block(f, lo, hi, inv_t, d, arg_out):
             if v > m:
                 m = v
                 a = j
+        if m_out.shape[0]:
+            m_out[i] = m
         if arg_out.shape[0]:
             arg_out[i] = a
         base = (i - lo) * c
         for j in range(c):
             d[base + j] = max(np.float64(f[i, j]) * inv_t - m, -708.0)
+    _exp_block(d, e, bits, bits.view(np.float64), size)
+    return d, e
+
+
+def _float_rows(x: np.ndarray) -> np.ndarray:
+    """x as a C-contiguous float32 or float64 array (other dtypes become float64)."""
+    x = np.ascontiguousarray(x)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 
 @njit(cache=True, parallel=True)
 def _softmax_class_sums(f, sums_out, pred_out):
     """Per row block: softmax of each row (float64), added to its block's row for the predicted class."""
     n, c = f.shape
-    blocks = sums_out.shape[0]
-    for b in prange(blocks):
+    no_max = np.empty(0, np.float64)
+    for b in prange(sums_out.shape[0]):
         lo = b * _ROWS_PER_BLOCK
         hi = min(n, lo + _ROWS_PER_BLOCK)
-        size = (hi - lo) * c
-        d = np.empty(size, np.float64)
-        e = np.empty(size, np.float64)
-        bits = np.empty(size, np.int64)
-        scale = bits.view(np.float64)
-        _shifted_block(f, lo, hi, 1.0, d, pred_out)
-        _exp_block(d, e, bits, scale, size)
+        _, e = _block_exps(f, lo, hi, 1.0, no_max, pred_out)
         for i in range(lo, hi):
             base = (i - lo) * c
             z = 0.0
@@ -115,9 +124,7 @@ def softmax_class_means(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     """``(means [K, C], classes [K], pred [N])``: the mean softmax (float64) of the rows predicted as each
     class that is predicted at all, in one parallel pass (no N×C probability matrix). ``pred`` is the
     argmax of each row, the first one on ties (as NumPy's)."""
-    f = np.ascontiguousarray(logits)
-    if f.dtype not in (np.float32, np.float64):
-        f = f.astype(np.float64)
+    f = _float_rows(logits)
     n, c = f.shape
     blocks = max(1, (n + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK)
     sums = np.zeros((blocks, c, c))
@@ -134,17 +141,12 @@ def _min_kl(f, log_t, out):
     n, c = f.shape
     k_count = log_t.shape[0]
     blocks = (n + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
+    no_max = np.empty(0, np.float64)
     no_arg = np.empty(0, np.int64)
     for b in prange(blocks):
         lo = b * _ROWS_PER_BLOCK
         hi = min(n, lo + _ROWS_PER_BLOCK)
-        size = (hi - lo) * c
-        d = np.empty(size, np.float64)
-        e = np.empty(size, np.float64)
-        bits = np.empty(size, np.int64)
-        scale = bits.view(np.float64)
-        _shifted_block(f, lo, hi, 1.0, d, no_arg)
-        _exp_block(d, e, bits, scale, size)
+        d, e = _block_exps(f, lo, hi, 1.0, no_max, no_arg)
         for i in range(lo, hi):
             base = (i - lo) * c
             z = 0.0
@@ -166,36 +168,22 @@ def _min_kl(f, log_t, out):
 def min_kl_to_templates(logits: np.ndarray, log_templates: np.ndarray) -> np.ndarray:
     """min_k KL(softmax(f) ‖ t_k) per row (float64 [N], clipped at 0), given log t_k [K, C]; one parallel
     pass with the softmax in float64, no N×C or N×K matrix."""
-    f = np.ascontiguousarray(logits)
-    if f.dtype not in (np.float32, np.float64):
-        f = f.astype(np.float64)
+    f = _float_rows(logits)
     out = np.empty(len(f))
     if len(f):
         _min_kl(f, np.ascontiguousarray(log_templates, np.float64), out)
     return out
 
 
-@njit(cache=True, parallel=True)  # no FMA contraction: the maximum must give d = f/T − m = 0 exactly
+@njit(cache=True, parallel=True)
 def _row_parts(f, inv_t, m_out, s_out, r_out):
     n, c = f.shape
     blocks = (n + _ROWS_PER_BLOCK - 1) // _ROWS_PER_BLOCK
+    no_arg = np.empty(0, np.int64)
     for b in prange(blocks):
         lo = b * _ROWS_PER_BLOCK
         hi = min(n, lo + _ROWS_PER_BLOCK)
-        size = (hi - lo) * c
-        d = np.empty(size, np.float64)
-        e = np.empty(size, np.float64)
-        bits = np.empty(size, np.int64)
-        scale = bits.view(np.float64)
-        for i in range(lo, hi):  # row maxima and the shifted logits d = f/T − m ≤ 0
-            m = np.float64(f[i, 0]) * inv_t
-            for j in range(1, c):
-                m = max(m, np.float64(f[i, j]) * inv_t)
-            m_out[i] = m
-            base = (i - lo) * c
-            for j in range(c):
-                d[base + j] = max(np.float64(f[i, j]) * inv_t - m, -708.0)  # exp(−708) ≈ 3e-308 stays normal
-        _exp_block(d, e, bits, scale, size)
+        d, e = _block_exps(f, lo, hi, inv_t, m_out, no_arg)
         for i in range(lo, hi):
             base = (i - lo) * c
             s = 0.0
@@ -213,9 +201,7 @@ def _row_parts(f, inv_t, m_out, s_out, r_out):
 def row_softmax_parts(logits: np.ndarray, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(m, s, r)`` as float64 [N] for ``logits / temperature`` (see the module docstring), in float64
     throughout (float32 logits are widened element by element, never copied), with a vectorised exponential."""
-    f = np.ascontiguousarray(logits)
-    if f.dtype not in (np.float32, np.float64):
-        f = f.astype(np.float64)
+    f = _float_rows(logits)
     n = f.shape[0]
     m, s, r = np.empty(n), np.empty(n), np.empty(n)
     if n:

@@ -4,7 +4,7 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
+from ood_npz import npz_outputs
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -12,15 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 600
 
 
-def _npz(n, d=12, classes=3, ood=False, seed=0) -> bytes:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, classes, n)
-    centres = np.random.default_rng(0).normal(0, 4, (classes, d))
-    feats = rng.normal(0, 1, (n, d)) + (0 if ood else centres[y])
-    w, b = centres / 4, np.zeros(classes)
-    buf = io.BytesIO()
-    np.savez(buf, logits=feats @ w.T + b, features=feats, labels=y, head_weight=w, head_bias=b)
-    return buf.getvalue()
+def _npz(n, ood=False, seed=0) -> bytes:
+    return npz_outputs(n, 12, ood=ood, seed=seed)
 
 
 def _page(workspace, uploads=None):

@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+from ood_npz import npz_outputs
 from streamlit.testing.v1 import AppTest
 
 import core.ood as ood
@@ -69,24 +70,7 @@ def test_keep_as_importance(ran):
     assert first.unit == "sample" and first.provenance["analysis"] == "ood"
 
 
-def _npz(n, d, classes=3, ood=False, seed=0, nan=False) -> bytes:
-    """Class clusters (ID) or unclustered low-norm features (OOD) with a linear head."""
-    import io
-
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, classes, n)
-    centres = np.random.default_rng(0).normal(0, 4, (classes, d))
-    feats = rng.normal(0, 1, (n, d)) + (0 if ood else centres[y])
-    w = centres / 4
-    b = np.zeros(classes)
-    logits = feats @ w.T + b
-    if nan:
-        logits[0, 0] = np.nan
-    buf = io.BytesIO()
-    np.savez(buf, logits=logits, features=feats, labels=y, head_weight=w, head_bias=b)
-    return buf.getvalue()
+_npz = npz_outputs
 
 
 def test_npz_workspace_runs_array_detectors_and_explains_the_rest():
