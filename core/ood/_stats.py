@@ -115,29 +115,6 @@ def _native(logits: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x)
 
 
-def softmax_parts(logits: np.ndarray, temperature: float = 1.0):
-    """The pieces every softmax score is built from, relative to the row maximum.
-
-    Returns torch tensors in the logits' own precision: ``m`` = max_c f_c/T [N], ``idx`` its argmax,
-    ``d`` = f/T − m [N, C] (≤ 0) and ``e`` = exp(d) with the argmax entry set to 0, so that
-    ``s = e.sum(1)`` = Σ_{c≠argmax} exp(f_c/T − m) and p_max = 1/(1 + s), log Z = m + log1p(s).
-
-    Each term is a ratio to the largest one, so s keeps its relative precision even when it is far
-    below the float epsilon: in float32 the scores below carry ~1e-7 relative error and, unlike a
-    float32 softmax (which rounds p_max to 1 once the margin exceeds ~17), never saturate. Float32
-    logits are therefore not copied to float64; the [N] results are returned as float64.
-    """
-    f = _native(logits)
-    with torch.no_grad():
-        if temperature != 1.0:
-            f = f / temperature
-        m, idx = f.max(1)
-        d = f - m[:, None]
-        e = torch.exp(d)
-        e.scatter_(1, idx[:, None], 0.0)
-    return m, idx, d, e
-
-
 def max_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """max_c softmax(f/T)_c = 1 / (1 + Σ_{c≠argmax} exp(f_c/T − max f/T)) (see :mod:`core.kernels.softmax`)."""
     return row_softmax_score(logits, "msp", temperature)
