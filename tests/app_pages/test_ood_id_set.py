@@ -4,6 +4,7 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 from ood_npz import npz_outputs
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -80,14 +81,26 @@ def _zip_of_shapes(n=36) -> bytes:
     return buf.getvalue()
 
 
-def test_shapes_model_on_an_uploaded_image_folder_as_id():
+def test_shapes_model_on_an_uploaded_image_folder_as_id(monkeypatch):
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    shown = []  # the bytes of every image the page displays (AppTest only exposes their URLs)
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def recording(self, path_or_data, mimetype, kind, filename=None):
+        if str(mimetype).startswith("image/"):
+            shown.append(path_or_data)
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
     at = _page({"model": {"kind": "zoo", "name": "shapes-vit"},
                 "data": {"kind": "builtin", "name": "shapes", "split": "test", "n": 200, "seed": 0, "shift": None}})
     at.number_input(key="ood_n_fit").set_value(300)
     at.multiselect(key="ood_detectors").set_value(["msp", "energy"])
     at.multiselect(key="ood_sets").set_value(["far: noise"])
     at.radio(key="ood_id_choice").set_value("upload").run()
-    at.file_uploader(key="ood_id_upload").set_value(("mine.zip", _zip_of_shapes(), "application/zip"))
+    zipped = _zip_of_shapes()
+    at.file_uploader(key="ood_id_upload").set_value(("mine.zip", zipped, "application/zip"))
     at.run()
     at.button(key="ood_run").click().run()
     assert not at.exception, at.exception
@@ -95,6 +108,17 @@ def test_shapes_model_on_an_uploaded_image_folder_as_id():
     assert not result.errors, result.errors
     assert len(result.scores["energy"]["ID"]) == 36
     assert result.table.set_index("detector").loc["energy", "auroc"] > 0.95  # Shapes images vs noise
+    # the gallery shows the uploaded ID images themselves (the most in-distribution-looking are ID samples),
+    # not the workspace's test images at the same indices
+    from core.data.uploads import load_image_zip
+
+    captions = [c for im in at.image for c in im.captions]
+    assert any(c.startswith("ID · ") for c in captions), captions
+    uploaded = load_image_zip(zipped).images.astype(float)
+    decoded = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), float) for b in shown if isinstance(b, bytes)]
+    matches = [img for img in decoded if img.shape == uploaded.shape[1:]
+               and np.abs(uploaded - img).mean(axis=(1, 2, 3)).min() < 8]
+    assert matches, f"none of the {len(decoded)} shown images is an uploaded ID image"
     # the per-class breakdown uses the upload's own folders as classes
     eval_out = result.meta["id_outputs"]
     assert set(eval_out.class_names) <= {"circle", "square", "triangle", "star", "plus", "bar"}
