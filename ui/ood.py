@@ -92,7 +92,8 @@ def id_upload_spec(filename: str, content: bytes, workspace_data: data.Dataset) 
 
         columns = read_table_columns(content, filename)[0]
         label = getattr(workspace_data, "label", None)
-        options = {"label": label} if label and label in columns else {"unlabelled": True}
+        # an evaluation set may hold a single class (deployment data of one kind)
+        options = {"label": label, "min_classes": 1} if label and label in columns else {"unlabelled": True}
     return {"kind": "upload", "filename": filename, "digest": digest, "options": options}
 
 

@@ -358,7 +358,8 @@ def _label_codes(values: pd.Series, label: str) -> tuple[np.ndarray, list[str]]:
     return codes, names
 
 
-def load_table(data, filename: str = "table.csv", label: str | None = None, unlabelled: bool = False) -> Dataset:
+def load_table(data, filename: str = "table.csv", label: str | None = None, unlabelled: bool = False,
+               min_classes: int = 2) -> Dataset:
     """A CSV or Parquet table (chosen by extension) with a class label column.
 
     ``label`` must name a column with 2 to 50 distinct values; when it is None the error lists the
@@ -371,7 +372,8 @@ def load_table(data, filename: str = "table.csv", label: str | None = None, unla
     which stores the class codes 0..K-1; ``class_names`` are the sorted original values as text.
 
     ``unlabelled=True`` with ``label=None`` reads a table without a label column (an OOD set): every
-    row gets the label -1 and there are no class names.
+    row gets the label -1 and there are no class names. ``min_classes=1`` accepts a label column with
+    a single class (an evaluation set, e.g. deployment data of one class; training needs 2).
     """
     ext = _extension(filename)
     if ext in PICKLE_EXTENSIONS:
@@ -417,7 +419,7 @@ def load_table(data, filename: str = "table.csv", label: str | None = None, unla
             k = y_raw.nunique(dropna=True)
         except TypeError:
             raise DataError(f"The label column {label!r} holds values that cannot be compared (lists or objects).") from None
-        if k < 2:
+        if k < min_classes:
             raise DataError(f"The label column {label!r} has a single class ({y_raw.iloc[0]!r}); at least 2 are needed.")
         if k > MAX_CLASSES:
             ok = ", ".join(repr(c) for c in candidates[:10]) or "none"
@@ -654,7 +656,7 @@ def load_outputs_npz(data, filename: str = "outputs.npz", max_bytes: int = 2048 
 
 _OPTIONS = {
     ".zip": {"image_size", "max_files", "max_uncompressed", "max_pixels"},
-    ".csv": {"label", "unlabelled"},
+    ".csv": {"label", "unlabelled", "min_classes"},
     ".npz": {"max_bytes"},
 }
 

@@ -122,3 +122,26 @@ def test_shapes_model_on_an_uploaded_image_folder_as_id(monkeypatch):
     # the per-class breakdown uses the upload's own folders as classes
     eval_out = result.meta["id_outputs"]
     assert set(eval_out.class_names) <= {"circle", "square", "triangle", "star", "plus", "bar"}
+
+
+def test_a_single_class_table_is_a_valid_id_set():
+    """Deployment data of one class: training needs two classes, an evaluation set does not."""
+    import core.data as data
+
+    at = _page({"model": {"kind": "tabular", "name": "logistic-regression", "seed": 0},
+                "data": {"kind": "builtin", "name": "breast-cancer", "split": "test", "n": None, "seed": 0,
+                         "shift": None}})
+    at.multiselect(key="ood_detectors").set_value(["msp", "energy", "mahalanobis"])
+    test = data.load("breast-cancer", split="test")
+    one = test.frame[test.frame[test.label] == 1].copy()
+    one[test.label] = test.class_names[1]  # a user's file names its classes ("benign")
+    at.radio(key="ood_id_choice").set_value("upload").run()
+    at.file_uploader(key="ood_id_upload").set_value(("benign.csv", one.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    at.button(key="ood_run").click().run()
+    assert not at.exception, at.exception
+    result = at.session_state["ood_result"]
+    assert not result.errors, result.errors
+    assert len(result.scores["mahalanobis"]["ID"]) == len(one)
+    eval_out = result.meta["id_outputs"]
+    assert set(eval_out.labels) == {1}  # matched to the model's own class by name

@@ -303,6 +303,13 @@ def test_table_errors(df, label, message):
         load_table(df.to_csv(index=False).encode(), "t.csv", label=label)
 
 
+def test_a_single_class_table_is_allowed_for_evaluation_sets():
+    content = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": ["a", "a", "a"]}).to_csv(index=False).encode()
+    ds = load_table(content, "t.csv", label="y", min_classes=1)
+    assert ds.class_names == ["a"] and list(ds.labels) == [0, 0, 0]
+    assert load_upload(content, "t.csv", label="y", min_classes=1).class_names == ["a"]
+
+
 def test_table_bad_files():
     with pytest.raises(DataError, match=".csv or .parquet"):
         load_table(b"a,b\n1,2\n", "t.xlsx", label="a")
