@@ -110,6 +110,9 @@ for k, msg in result.set_errors.items():
 st.subheader("Results")
 ui_ood.results_table(result)
 st.plotly_chart(ui_ood.auroc_heatmap(result), width="stretch")
+assumption = ui_ood.assumption_warning(result)
+if assumption:
+    st.info(assumption, icon=":material/info:")
 
 
 def images_of(set_name, i):

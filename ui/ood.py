@@ -260,6 +260,19 @@ def results_table(result: SuiteResult) -> None:
         st.dataframe(result.table.style.format(precision=3), width="stretch", hide_index=True)
 
 
+def assumption_warning(result: SuiteResult) -> str | None:
+    """One sentence naming the detectors whose declared assumptions the ID data breaks (None if none)."""
+    id_out = result_id_outputs(result)
+    broken = [d for d in result.detectors if ood.assumption_notes(d, id_out)]
+    if not broken:
+        return None
+    share = float((id_out.features < 0).mean())
+    names = ", ".join(ood.spec(d).name for d in broken)
+    return (f"**{names}** were designed for non-negative (post-ReLU, CNN-like) features, but {share:.0%} of this "
+            "model's ID feature values are negative (as a transformer's pre-logits are). Their scores can rank ID "
+            "samples below OOD ones: a mismatch of method and model, not a failure of the model.")
+
+
 def fitted_facts(result: SuiteResult, det: str) -> str:
     """Markdown lines with the parameters used and what the detector learnt on fitting (e.g. TempScale's T)."""
     lines = []
@@ -310,6 +323,8 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
             fitted = fitted_facts(result, det)
             if fitted:
                 st.markdown(fitted)
+            for note in ood.assumption_notes(det, result_id_outputs(result)):
+                st.warning(note, icon=":material/warning:")
     with tabs[1]:
         compare = st.radio("Compare", ["this detector on every OOD set", "every detector on one OOD set"],
                            horizontal=True, key="ood_roc_mode")

@@ -99,6 +99,22 @@ def unavailable_reason(name: str, outputs: ModelOutputs | None, has_model: bool 
     return None
 
 
+def assumption_notes(name: str, outputs: ModelOutputs | None) -> list[str]:
+    """What in ``outputs`` (typically the ID features) breaks an assumption detector ``name`` declares,
+    as sentences for the user; empty when nothing does. The detector still runs: the point is to
+    explain a poor result (e.g. ASH on a ViT's signed features), not to hide it."""
+    s = spec(name)
+    notes = []
+    if "nonnegative-features" in s.assumes and outputs is not None and outputs.features is not None:
+        feats = outputs.features
+        share = float((feats < 0).mean()) if feats.size else 0.0
+        if share > 0.01:
+            notes.append(f"{s.name} was designed for non-negative (post-ReLU, CNN-like) features, but {share:.0%} of "
+                         "these feature values are negative (e.g. a transformer's pre-logits), so its scores may rank "
+                         "ID samples below OOD ones.")
+    return notes
+
+
 __all__ = [
     "CONVENTIONS",
     "Detector",
@@ -106,6 +122,7 @@ __all__ = [
     "NotFittedError",
     "OODError",
     "ParamSpec",
+    "assumption_notes",
     "available",
     "create",
     "metrics",

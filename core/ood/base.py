@@ -94,6 +94,9 @@ class DetectorSpec:
     #: "fit": fitted on the fit set (typically the ID training split); "validation": calibrated on held-out
     #: ID data when the caller has some (run_suite's ``validation``), as TempScale's T is (Guo et al.)
     fit_on: str = "fit"
+    #: what the method takes for granted about the data, checked by ``core.ood.assumption_notes``:
+    #: "nonnegative-features" = post-ReLU (CNN-like) penultimate features
+    assumes: tuple[str, ...] = ()
     cls: type | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -110,8 +113,11 @@ class DetectorSpec:
 REGISTRY: dict[str, DetectorSpec] = {}
 
 
+ASSUMPTIONS = ("nonnegative-features",)
+
+
 def register(id: str, name: str, group: str, needs, reference: str, params=(), requires_fit: bool = False,
-             class_conditional: bool = False, fit_on: str = "fit"):
+             class_conditional: bool = False, fit_on: str = "fit", assumes: tuple[str, ...] = ()):
     """Class decorator: register a :class:`Detector` subclass under ``id``; its docstring is the description."""
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
@@ -120,11 +126,14 @@ def register(id: str, name: str, group: str, needs, reference: str, params=(), r
         raise ValueError(f"unknown needs {unknown}")
     if fit_on not in ("fit", "validation"):
         raise ValueError(f"fit_on must be 'fit' or 'validation', got {fit_on!r}")
+    if set(assumes) - set(ASSUMPTIONS):
+        raise ValueError(f"unknown assumptions {set(assumes) - set(ASSUMPTIONS)}")
 
     def deco(cls):
         spec = DetectorSpec(id=id, name=name, group=group, description=inspect.cleandoc(cls.__doc__ or ""),
                             reference=reference, needs=frozenset(needs), params=tuple(params),
-                            requires_fit=requires_fit, class_conditional=class_conditional, fit_on=fit_on, cls=cls)
+                            requires_fit=requires_fit, class_conditional=class_conditional, fit_on=fit_on,
+                            assumes=tuple(assumes), cls=cls)
         if id in REGISTRY:
             raise ValueError(f"detector {id!r} registered twice")
         REGISTRY[id] = spec

@@ -122,7 +122,7 @@ _ASH_PERCENTILE = ParamSpec("percentile", 90.0, "float", _PCT_NOTE, low=0.0, hig
 
 
 @register("ash-p", "ASH-P", "shaping", {"features", "head"}, _ASH_REF,
-          params=(_ASH_PERCENTILE,))
+          params=(_ASH_PERCENTILE,), assumes=("nonnegative-features",))
 class ASHP(_Shaping):
     """**ASH-P (prune).** Keep the largest (100 − p)% units of z (p = 90), zero the rest, then
     score = logsumexp(W z̃ + b). Meant for non-negative (post-ReLU) features.
@@ -133,7 +133,7 @@ class ASHP(_Shaping):
 
 
 @register("ash-b", "ASH-B", "shaping", {"features", "head"}, _ASH_REF,
-          params=(_ASH_PERCENTILE,))
+          params=(_ASH_PERCENTILE,), assumes=("nonnegative-features",))
 class ASHB(_Shaping):
     """**ASH-B (binarise).** Keep the largest (100 − p)% units (p = 90), set each kept unit to s₁/k
     (s₁ = the sum of all units, k = the number kept) and the rest to 0, then
@@ -145,7 +145,7 @@ class ASHB(_Shaping):
 
 
 @register("ash-s", "ASH-S", "shaping", {"features", "head"}, _ASH_REF,
-          params=(_ASH_PERCENTILE,))
+          params=(_ASH_PERCENTILE,), assumes=("nonnegative-features",))
 class ASHS(_Shaping):
     """**ASH-S (scale).** Prune to the largest (100 − p)% units (p = 90), multiply by exp(s₁/s₂)
     (s₁, s₂ = the sums before and after pruning), then score = logsumexp(W z̃ + b).
@@ -159,7 +159,7 @@ class ASHS(_Shaping):
 @register("scale", "SCALE", "shaping", {"features", "head"},
           "Xu et al., Scaling for Training Time and Post-hoc Out-of-distribution Detection Enhancement, ICLR 2024",
           params=(ParamSpec("percentile", 85.0, "float", "Percentile p: s₂ sums the largest (100 − p)% units.",
-                            low=0.0, high=99.9),))
+                            low=0.0, high=99.9),), assumes=("nonnegative-features",))
 class Scale(_Shaping):
     """**SCALE.** score = logsumexp(W z·exp(s₁/s₂) + b), no pruning.
 
@@ -175,7 +175,7 @@ class Scale(_Shaping):
           "Sun & Li, DICE: Leveraging Sparsification for Out-of-Distribution Detection, ECCV 2022",
           params=(ParamSpec("percentile", 90.0, "float", "Sparsity p: zero the head weights whose contribution is "
                             "at or below the p-th percentile.", low=0.0, high=100.0),),
-          requires_fit=True)
+          requires_fit=True, assumes=("nonnegative-features",))
 class DICE(Detector):
     """**Directed sparsification.** score = logsumexp((W ⊙ M) z + b).
 

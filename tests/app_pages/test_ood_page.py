@@ -45,6 +45,13 @@ def test_tempscale_is_calibrated_on_the_validation_split_and_shows_it(ran):
     assert "Fitted on:" in text and "temperature =" in text
 
 
+def test_detectors_whose_assumptions_the_vit_breaks_are_named(ran):
+    # the shipped ViT's pre-logit features are signed; ASH and DICE assume post-ReLU features
+    text = " ".join(i.value for i in ran.info)
+    assert "ASH-B" in text and "DICE" in text and "non-negative" in text
+    assert "MSP" not in text.split("were designed")[0]
+
+
 def test_figures_are_drawn(ran):
     specs = [json.loads(c.proto.spec) for c in ran.get("plotly_chart")]
     kinds = [t["type"] for s in specs for t in s["data"]]

@@ -8,7 +8,7 @@ from ood_worlds import make_outputs
 from core import ood
 from core.extract import ModelOutputs
 from core.ood import NotFittedError, OODError
-from core.ood.base import GROUPS, NEEDS
+from core.ood.base import GROUPS, NEEDS, register
 
 EXPECTED = ["msp", "maxlogit", "energy", "entropy", "gen", "tempscale", "klm", "mahalanobis", "rmds", "knn", "vim",
             "residual", "she", "nnguide", "fdbd", "react", "ash-p", "ash-b", "ash-s", "scale", "dice", "odin",
@@ -171,3 +171,19 @@ def test_knn_and_nnguide_cap_k_at_the_bank(train_outputs):
     assert ood.create("nnguide").fit(small).info == {"k": 30, "bank_size": 30}
     det = ood.create("nnguide", k=5).fit(train_outputs)  # 1% of 600 = 6 samples, but at least 5k = 25
     assert det.info == {"k": 5, "bank_size": 25}
+
+
+def test_declared_assumptions_are_checked_against_the_data(rng):
+    w, b = rng.normal(size=(3, 6)).astype(np.float32), np.zeros(3, np.float32)
+    relu = make_outputs(np.abs(rng.normal(size=(50, 6))).astype(np.float32), w, b)
+    signed = make_outputs(rng.normal(size=(50, 6)).astype(np.float32), w, b)
+    assumers = [d for d in ood.available() if ood.spec(d).assumes]
+    assert {"ash-p", "ash-b", "ash-s", "scale", "dice"} <= set(assumers)
+    for d in assumers:
+        assert ood.assumption_notes(d, relu) == []
+        (note,) = ood.assumption_notes(d, signed)
+        assert ood.spec(d).name in note and "negative" in note
+    assert ood.assumption_notes("msp", signed) == [] and ood.assumption_notes("ash-b", None) == []
+    with pytest.raises(ValueError, match="unknown assumptions"):
+        register("x-test", "X", "logit", {"logits"}, "ref", assumes=("gaussian-features",))
+
