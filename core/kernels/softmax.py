@@ -155,12 +155,13 @@ def _min_kl(f, log_t, out):
             log_z = math.log(z)
             neg_entropy = 0.0  # Σ p log p with log p = d − log z
             for j in range(c):
-                neg_entropy += e[base + j] / z * (d[base + j] - log_z)
+                e[base + j] /= z  # e becomes p, once, for every template below
+                neg_entropy += e[base + j] * (d[base + j] - log_z)
             best = np.inf
             for k in range(k_count):
                 cross = 0.0
                 for j in range(c):
-                    cross += e[base + j] / z * log_t[k, j]
+                    cross += e[base + j] * log_t[k, j]
                 best = min(best, neg_entropy - cross)
             out[i] = max(best, 0.0)
 
