@@ -71,11 +71,10 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
                                   key="ood_upload")
     uploads = {}
     if upload is not None:
-        digest = wsp.store_upload(upload.name, upload.getvalue())
         name = f"upload: {upload.name}"
-        options = {"unlabelled": True} if upload.name.lower().endswith((".csv", ".parquet")) else {}
-        uploads[name] = {"group": "upload", "spec": {"kind": "upload", "filename": upload.name, "digest": digest,
-                                                     "options": options}, "images": upload.name.endswith(".zip")}
+        options = {"unlabelled": True} if wsp.is_table_file(upload.name) else {}
+        uploads[name] = {"group": "upload", "spec": wsp.data_upload_spec(upload.name, upload.getvalue(), **options),
+                         "images": upload.name.lower().endswith(".zip")}
         set_names = set_names + [name]
     params = {}
     with st.popover("Detector parameters"):

@@ -44,9 +44,8 @@ def data_picker() -> dict | None:
     if up is None:
         return None
     content = up.getvalue()
-    digest = wsp.store_upload(up.name, content)
-    spec = {"kind": "upload", "filename": up.name, "digest": digest, "options": {}}
-    if up.name.lower().endswith((".csv", ".parquet", ".pq")):
+    spec = wsp.data_upload_spec(up.name, content)
+    if wsp.is_table_file(up.name):
         try:
             from core.data.uploads import read_table_columns
 

@@ -85,16 +85,15 @@ ID_CHOICES = {"workspace": "the workspace's data ({})", "upload": "your own uplo
 def id_upload_spec(filename: str, content: bytes, workspace_data: data.Dataset) -> dict:
     """The data spec of an uploaded ID evaluation set. A table keeps the workspace's label column when it has
     one (for the per-class breakdown) and is read unlabelled otherwise."""
-    digest = wsp.store_upload(filename, content)
     options = {}
-    if filename.lower().endswith((".csv", ".parquet")):
+    if wsp.is_table_file(filename):
         from core.data.uploads import read_table_columns
 
         columns = read_table_columns(content, filename)[0]
         label = getattr(workspace_data, "label", None)
         # an evaluation set may hold a single class (deployment data of one kind)
         options = {"label": label, "min_classes": 1} if label and label in columns else {"unlabelled": True}
-    return {"kind": "upload", "filename": filename, "digest": digest, "options": options}
+    return wsp.data_upload_spec(filename, content, **options)
 
 
 #: built-in sets drawn from a generative world: any split name is a fresh, independent stream of samples

@@ -60,6 +60,17 @@ def store_upload(filename: str, content: bytes) -> str:
     return digest
 
 
+def data_upload_spec(filename: str, content: bytes, **options) -> dict:
+    """Store an uploaded data file (bounded, in the session) and return its data spec."""
+    return {"kind": "upload", "filename": filename, "digest": store_upload(filename, content), "options": options}
+
+
+def is_table_file(filename: str) -> bool:
+    from core.data.uploads import TABLE_EXTENSIONS
+
+    return any(filename.lower().endswith(ext) for ext in TABLE_EXTENSIONS)
+
+
 def upload_bytes(digest: str) -> tuple[str, bytes]:
     uploads = st.session_state.get("_uploads", {})
     if digest not in uploads:
