@@ -66,10 +66,10 @@ def _centre_into(x, center, out):
             out[i, j] = np.float64(x[i, j]) - center[j]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _centre_rows_into(x, centers, which, out):
     n, d = x.shape
-    for i in prange(n):
+    for i in range(n):
         c = which[i]
         if c < 0:
             for j in range(d):
@@ -105,14 +105,9 @@ def row_max(x: np.ndarray) -> np.ndarray:
 
 
 def centre_rows_into(x: np.ndarray, centers: np.ndarray, which: np.ndarray, out: np.ndarray) -> None:
-    """out[i] = x[i] − centers[which[i]] in float64, or a zero row where which[i] < 0 (one parallel pass)."""
+    """out[i] = x[i] − centers[which[i]] in float64, or a zero row where which[i] < 0. One serial pass
+    that releases the GIL, for worker threads that each centre their own row blocks."""
     _centre_rows_into(x, centers, which, out)
-
-
-def centre_into(x: np.ndarray, center: np.ndarray, out: np.ndarray) -> None:
-    """out[:] = x − center in float64 (x float32/float64 C-contiguous [N, D], center float64 [D],
-    out a float64 [N, D] buffer), in one parallel pass."""
-    _centre_into(x, center, out)
 
 
 def centred_float64(x: np.ndarray, center: np.ndarray) -> np.ndarray:

@@ -1,10 +1,13 @@
 """Numerically careful statistics shared by the feature-space detectors (float64 throughout)."""
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 
-from core.kernels.rows import centre_into, centre_rows_into, centred_float64
+from core.kernels.rows import centre_rows_into, centred_float64
 from core.kernels.softmax import logsumexp_float32, row_softmax_score
 
 EPS_NORM = 1e-10  # added to a norm before dividing (inside the norm, not to every component)
@@ -25,32 +28,34 @@ def centred64(x: np.ndarray, center: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(centred_float64(x, center))  # converts and centres in one parallel pass
 
 
-def sym_gram_t(t: torch.Tensor, blocks: int = 4) -> torch.Tensor:
-    """tᵀt of a float64 tensor, computing only the block upper triangle and mirroring it (≈ the
-    flops of a SYRK, which torch does not expose; about 25% faster than the full product for D ≳ 256)."""
-    d = t.shape[1]
-    with torch.no_grad():
-        if d < 256 or blocks < 2:
-            return t.T @ t
-        edges = [round(i * d / blocks) for i in range(blocks + 1)]
-        g = torch.empty((d, d), dtype=t.dtype)
-        for a, b in zip(edges[:-1], edges[1:]):
-            blk = t[:, a:b].T @ t[:, a:]
-            g[a:b, a:] = blk
-            g[b:, a:b] = blk[:, b - a:].T
-        return g
+_BLAS_LOCK = threading.Lock()
+_BLAS_CONTROL = []
+
+
+def _blas_controller():
+    """threadpoolctl's view of NumPy's BLAS, made once (it scans the loaded libraries)."""
+    if not _BLAS_CONTROL:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROL.append(ThreadpoolController())
+    return _BLAS_CONTROL[0]
 
 
 def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
-                 which: np.ndarray | None = None) -> np.ndarray:
+                 which: np.ndarray | None = None, workers: int | None = None) -> np.ndarray:
     """(x − center)ᵀ(x − center) in float64 [D, D], without an N×D float64 copy of ``x``.
 
     ``center`` is one row [D], or one row per group [K, D] with ``which`` [N] naming each row's group
-    (rows with ``which < 0`` are left out). Rows are converted and centred ``chunk`` at a time into one
-    reused float64 buffer (a parallel numba pass), and each block's Gram (upper block triangle,
-    mirrored) is added to the result. Products and sums are float64 throughout; only the order of
-    the row sums differs from one big product. Saves the page faults of a 150 MB temporary at
-    50k×384 (and the whole copy at ImageNet scale)."""
+    (rows with ``which < 0`` are left out). Rows are converted to float64 and centred ``chunk`` at a
+    time, and each block's Gram is added to the result. Products and sums are float64 throughout;
+    only the order of the row sums differs from one big product.
+
+    Speed: a block's Gram is NumPy's ``b.T @ b``, which NumPy sends to BLAS SYRK (half the flops
+    of a product; torch has no SYRK). ``workers`` threads (default: torch's thread count) each
+    take every ``workers``-th block into their own buffer and sum, with the BLAS on one thread,
+    so both cores stay busy on large blocks. At 50k×384 this is about 1.7× faster than torch's
+    float64 product on this machine. The blocks of each worker are fixed, so the result is
+    deterministic."""
     x = np.ascontiguousarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
@@ -60,20 +65,38 @@ def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
         which = np.ascontiguousarray(which, np.int64)
         if center.ndim != 2 or len(which) != n:
             raise ValueError("centred_gram: per-group centring needs center [K, D] and one group index per row")
-    g = torch.zeros((d, d), dtype=torch.float64)
     if n == 0:
-        return g.numpy()
-    buf = np.empty((min(chunk, n), d), np.float64)
-    buf_t = torch.from_numpy(buf)
-    with torch.no_grad():
-        for s in range(0, n, chunk):
-            m = min(chunk, n - s)
+        return np.zeros((d, d))
+    rows = max(64, min(int(chunk), (1 << 22) // max(d, 1)))  # a block buffer is at most 32 MB
+    blocks = -(-n // rows)
+    workers = max(1, min(int(workers or torch.get_num_threads()), 8, blocks))
+    blocks = -(-blocks // workers) * workers  # every worker gets the same number of equal blocks
+    rows = -(-n // blocks)
+    starts = range(0, n, rows)
+
+    def gram_of_blocks(k: int) -> np.ndarray:
+        buf = np.empty((min(rows, n), d), np.float64)
+        acc = np.zeros((d, d), np.float64)
+        for s in starts[k::workers]:
+            m = min(rows, n - s)
+            block = buf[:m]
             if which is None:
-                centre_into(x[s:s + m], center, buf[:m])
+                np.subtract(x[s:s + m], center, out=block)
             else:
-                centre_rows_into(x[s:s + m], center, which[s:s + m], buf[:m])
-            g += sym_gram_t(buf_t[:m])
-    return g.numpy()
+                centre_rows_into(x[s:s + m], center, which[s:s + m], block)
+            acc += block.T @ block  # NumPy calls SYRK for a matrix times its own transpose
+        return acc
+
+    if workers == 1:
+        return gram_of_blocks(0)
+    # one BLAS thread per worker; the lock keeps concurrent callers from restoring each other's limits
+    with _BLAS_LOCK, _blas_controller().limit(limits=1, user_api="blas"), \
+            ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(gram_of_blocks, range(workers)))
+    g = parts[0]
+    for p in parts[1:]:
+        g += p
+    return g
 
 
 def eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

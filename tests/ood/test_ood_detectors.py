@@ -215,9 +215,13 @@ def test_centred_gram_in_row_blocks_equals_the_float64_product(rng):
     xc = x.astype(np.float64) - center
     expected = xc.T @ xc
     for chunk in (100, 1037, 4096):  # ragged last block, one block, a block larger than the data
-        got = centred_gram(x, center, chunk=chunk)
-        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
-        np.testing.assert_allclose(got, got.T, rtol=1e-14, atol=1e-13 * np.abs(expected).max())
+        for workers in (1, 2, 3):  # worker threads summing interleaved blocks
+            got = centred_gram(x, center, chunk=chunk, workers=workers)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+            np.testing.assert_array_equal(got, got.T)
+    # fixed blocks per worker: the same sums in the same order on every call
+    np.testing.assert_array_equal(centred_gram(x, center, chunk=100, workers=2),
+                                  centred_gram(x, center, chunk=100, workers=2))
     assert centred_gram(x[:0], center).shape == (300, 300)
     # one centre per group; rows of group −1 are left out
     which = rng.integers(-1, 4, size=len(x))
@@ -225,8 +229,9 @@ def test_centred_gram_in_row_blocks_equals_the_float64_product(rng):
     keep = which >= 0
     xg = x[keep].astype(np.float64) - centers[which[keep]]
     expected = xg.T @ xg
-    got = centred_gram(x, centers, chunk=100, which=which)
-    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
+    for workers in (1, 2):
+        got = centred_gram(x, centers, chunk=100, which=which, workers=workers)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 
 
 def test_vim_residual_norm_is_the_same_in_any_row_blocks(small):
