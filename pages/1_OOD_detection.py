@@ -77,20 +77,25 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
                          "images": upload.name.lower().endswith(".zip")}
         set_names = set_names + [name]
     params = {}
+    # the principal space must leave a residual: dim < D (a larger value is refused at the widget)
+    caps = {"dim": outputs.features.shape[1] - 1} if outputs.features is not None and outputs.features.shape[1] > 1 else {}
     with st.popover("Detector parameters"):
         tabs = st.tabs([ood.spec(d).name for d in detectors]) if detectors else []
         for tab, d in zip(tabs, detectors):
             with tab:
                 st.caption(ood.spec(d).reference)
-                params[d] = ui_ood.param_controls(d)
+                params[d] = ui_ood.param_controls(d, caps=caps)
 
+chosen = {d: params.get(d, ood.spec(d).defaults) for d in detectors}
+settings = wsp.key_of({"workspace": ws, "sets": set_names, "uploads": {k: v["spec"] for k, v in uploads.items()},
+                       "detectors": chosen, "n_fit": n_fit, "id": id_upload if id_choice == "upload" else None})
 missing_id = id_choice == "upload" and id_upload is None
 if missing_id:
     st.info("Upload your ID set above, or choose the workspace's data as the ID set.")
 if st.button("Run detectors", type="primary", key="ood_run", disabled=not (detectors and set_names) or missing_id):
     try:
-        result = ui_ood.run(ws, set_names, {d: params.get(d, ood.spec(d).defaults) for d in detectors}, n_fit,
-                            convention, uploads=uploads, id_spec=id_upload)
+        result = ui_ood.run(ws, set_names, chosen, n_fit, convention, uploads=uploads, id_spec=id_upload)
+        result.meta["settings"] = settings
         st.session_state["ood_result"] = result
         st.session_state["ood_sets_specs"] = {**{k: v["spec"] for k, v in cands.items()},
                                               **{k: v["spec"] for k, v in uploads.items()}}
@@ -101,9 +106,15 @@ result = st.session_state.get("ood_result")
 if result is None:
     st.info("Choose sets and detectors, then press **Run detectors**.")
     st.stop()
+if result.convention != convention:  # metrics come from the kept scores: the new convention applies at once
+    result = st.session_state["ood_result"] = result.with_convention(convention)
+if result.meta.get("settings") != settings:
+    st.info("The sets, detectors or parameters above changed since these results were computed; press "
+            "**Run detectors** to update them.", icon=":material/update:")
 
 for d, msg in result.errors.items():
-    st.warning(f"{ood.spec(d).name} did not run: {msg}")
+    name = ood.spec(d).name
+    st.warning(f"{name} did not run: {msg.removeprefix(name + ': ')}")
 for k, msg in result.set_errors.items():
     st.warning(f"{k}: {msg}")
 st.subheader("Results")

@@ -17,17 +17,31 @@ def kept() -> OrderedDict[str, Importance]:
     return st.session_state.setdefault(KEY, OrderedDict())
 
 
-def keep(imp: Importance, label: str | None = None) -> str:
-    """Store an importance distribution under a unique label; the oldest goes past MAX_KEPT."""
+def _same(a: Importance, b: Importance) -> bool:
+    try:
+        same_provenance = bool(a.provenance == b.provenance)
+    except ValueError:  # arrays inside the provenance: treat as different
+        return False
+    return (same_provenance and a.unit == b.unit and np.shape(a.values) == np.shape(b.values)
+            and np.array_equal(a.values, b.values, equal_nan=True))
+
+
+def keep(imp: Importance, label: str | None = None, with_status: bool = False):
+    """Store an importance distribution under a unique label; the oldest goes past MAX_KEPT.
+
+    Keeping the same distribution again (same values, unit and provenance under the same label)
+    adds no copy. Returns its name, or ``(name, added)`` with ``with_status``."""
     store = kept()
     base = label or imp.label or "importance"
     name, i = base, 2
     while name in store:
+        if _same(store[name], imp):
+            return (name, False) if with_status else name
         name, i = f"{base} ({i})", i + 1
     store[name] = imp
     while len(store) > MAX_KEPT:
         store.popitem(last=False)
-    return name
+    return (name, True) if with_status else name
 
 
 def transform(values: np.ndarray, how: str) -> np.ndarray:

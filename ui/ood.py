@@ -131,9 +131,11 @@ def input_batches(spec: dict, card: dict, index: np.ndarray | None = None, batch
 
 
 # ---------------------------------------------------------------- parameters
-def param_controls(det: str) -> dict:
-    """Streamlit controls for a detector's parameters, built from its spec."""
+def param_controls(det: str, caps: dict[str, int] | None = None) -> dict:
+    """Streamlit controls for a detector's parameters, built from its spec. ``caps`` lowers the upper
+    bound of integer parameters that the data limits (e.g. ViM's ``dim`` below the feature dimension)."""
     s = ood.spec(det)
+    caps = caps or {}
     values = {}
     for p in s.params:
         key = f"ood_param_{det}_{p.name}"
@@ -149,8 +151,9 @@ def param_controls(det: str) -> dict:
             values[p.name] = st.selectbox(p.name, list(p.choices), index=list(p.choices).index(p.default), key=key,
                                           help=p.help)
         elif p.type == "int":
-            v = st.number_input(label, min_value=int(p.low) if p.low is not None else None,
-                                max_value=int(p.high) if p.high is not None else None,
+            high = min(int(p.high), caps[p.name]) if p.high is not None and p.name in caps else \
+                caps.get(p.name, None if p.high is None else int(p.high))
+            v = st.number_input(label, min_value=int(p.low) if p.low is not None else None, max_value=high,
                                 value=None if p.default is None else int(p.default), step=1, key=key, help=p.help)
             values[p.name] = None if v is None else int(v)
         else:
@@ -163,6 +166,16 @@ def param_controls(det: str) -> dict:
 
 
 # ---------------------------------------------------------------- running
+def class_mismatch(out: ModelOutputs, reference: ModelOutputs) -> str | None:
+    """Why ``out`` cannot be outputs of the model that produced ``reference``: another number of
+    logits (None when they agree). Features of another width only stop the feature detectors,
+    which say so themselves; the logit detectors still score such a set."""
+    if out.num_classes == reference.num_classes:
+        return None
+    return (f"it has {out.num_classes} logits per sample where the model has {reference.num_classes}; "
+            "were these outputs produced by a different model?")
+
+
 def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, convention: str,
         uploads: dict[str, dict] | None = None, id_spec: dict | None = None) -> SuiteResult:
     """Extract outputs (cached), then fit/score the detectors (cached per detector and parameters).
@@ -203,6 +216,10 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
             except wsp.USER_ERRORS as e:
                 load_errors[name] = f"could not be used: {e}"
                 continue
+            mismatch = class_mismatch(out, eval_out)
+            if mismatch:  # one message for the set, not one per detector
+                load_errors[name] = f"could not be used: {mismatch}"
+                continue
             inputs = input_batches(c["spec"], card) if (torch_model is not None and c["spec"]["kind"] == "builtin"
                                                        or c.get("images")) else None
             sets[name] = EvalSet(out, c["group"], inputs)
@@ -238,6 +255,7 @@ def results_table(result: SuiteResult) -> None:
     if summary.empty:
         st.warning("No detector produced scores.")
         return
+    left_out = summary.attrs.get("left_out", {})
     summary.insert(1, "name", [ood.spec(d).name for d in summary["detector"]])
     metric = st.radio("Group averages of", list(TABLE_METRICS), horizontal=True, key="ood_table_metric",
                       format_func=TABLE_METRICS.get,
@@ -245,16 +263,22 @@ def results_table(result: SuiteResult) -> None:
                            "group of sets (near, far, shift, …; each set in a group counts equally).")
     groups = [c for c in summary.columns if c.startswith(f"{metric}_") and c != f"{metric}_mean"]
     cols = ["detector", "name", f"{metric}_mean", *groups,
-            *[f"{k}_mean" for k in TABLE_METRICS if k != metric], "fit_s", "score_s"]
+            *[f"{k}_mean" for k in TABLE_METRICS if k != metric], "sets", "fit_s", "score_s"]
     summary = summary[cols].sort_values(f"{metric}_mean", ascending=metric == "fpr95", kind="stable")
     higher = [c for c in cols if c.startswith(("auroc", "aupr"))]
     lower = [c for c in cols if c.startswith("fpr95")]
-    styled = (summary.style.format(precision=3)
+    styled = (summary.style.format(precision=3, na_rep="—")
               .highlight_max(subset=higher, color="#c6f6d5").highlight_min(subset=lower, color="#c6f6d5"))
     st.dataframe(styled, width="stretch", hide_index=True)
-    st.caption("Sorted by the chosen metric's mean over all OOD sets (best first); the best value in each column is "
-               "highlighted (highest AUROC and AUPR, lowest FPR@95). Click a column header to sort. fit_s and score_s "
-               "are seconds for fitting and for scoring every set. The summary CSV below has every metric per group.")
+    if left_out:
+        missed = "; ".join(f"'{name}' (not scored by {', '.join(ood.spec(d).name for d in dets)})"
+                           for name, dets in left_out.items())
+        st.warning(f"The means cover only the OOD sets that every detector scored, so that the ranking compares "
+                   f"like with like. Left out: {missed}. The per-set table below has their values.")
+    st.caption("Sorted by the chosen metric's mean over the OOD sets (best first); the best value in each column is "
+               "highlighted (highest AUROC and AUPR, lowest FPR@95). Click a column header to sort. sets is the number "
+               "of OOD sets the detector scored; fit_s and score_s are seconds for fitting and for scoring every set. "
+               f"FPR@95 follows the {result.convention} convention. The summary CSV below has every metric per group.")
     with st.expander("Every detector on every OOD set"):
         st.dataframe(result.table.style.format(precision=3), width="stretch", hide_index=True)
 
@@ -304,8 +328,10 @@ def auroc_heatmap(result: SuiteResult):
     z = np.full((len(dets), len(sets)), np.nan)
     for _, r in t.iterrows():
         z[dets.index(r["detector"]), sets.index(r["ood_set"])] = r["auroc"]
-    return viz.heatmap_table(z, dets, sets, title="AUROC per detector and OOD set", zmin=0.5, zmax=1.0,
-                             colorbar_title="AUROC")
+    # chance (0.5) sits mid-scale; worse-than-chance cells keep their own shade down to the lowest value
+    low = float(np.nanmin(z)) if np.isfinite(z).any() else 0.5
+    return viz.heatmap_table(z, [ood.spec(d).name for d in dets], sets, title="AUROC per detector and OOD set",
+                             zmin=min(0.5, low), zmax=1.0, colorbar_title="AUROC")
 
 
 def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
@@ -369,6 +395,7 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
             st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch")
     with tabs[4]:
         most, least = extremes(scores, k=8)
+        fmt = score_format([v for _, _, v in most + least])
         for title, items in (("Most OOD-looking (lowest scores)", most), ("Most in-distribution-looking (highest scores)", least)):
             st.markdown(f"**{title}**")
             cols = st.columns(8)
@@ -376,9 +403,19 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
                 img = images_of(set_name, i)
                 with col:
                     if img is not None:
-                        st.image(img, caption=f"{set_name} · {v:.3g}", width="stretch")
+                        st.image(img, caption=f"{set_name} · {v:{fmt}}", width="stretch")
                     else:
-                        st.caption(f"{set_name} #{i} · {v:.3g}")
+                        st.caption(f"{set_name} #{i} · {v:{fmt}}")
+
+
+def score_format(values) -> str:
+    """One number format for a group of scores: three significant digits of the largest magnitude,
+    the same number of decimals for all (so 0.170 and 0.169 line up)."""
+    v = np.abs(np.asarray(values, np.float64))
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return ".3f"
+    return f".{int(np.clip(2 - np.floor(np.log10(v.max())), 0, 8))}f"
 
 
 def result_id_outputs(result: SuiteResult) -> ModelOutputs | None:
@@ -400,12 +437,22 @@ def export(result: SuiteResult, ws: dict) -> None:
                        "text/csv", key="ood_dl_summary",
                        help="One row per detector: every metric's mean over all OOD sets and per group, and timings.")
     det = st.session_state.get("ood_view_det") or result.detectors[0]
-    if c3.button("Keep as importance distributions", key="ood_keep",
-                 help=f"Keeps the scores of the detector shown above ({ood.spec(det).name}) on the ID set and on every "
+    name = ood.spec(det).name
+    if c3.button(f"Keep {name} scores as importance distributions", key="ood_keep",
+                 help=f"Keeps the scores of the detector shown above ({name}) on the ID set and on every "
                       "OOD set, one value per sample, for the Importance page."):
         per_set = result.scores[det]
+        added = 0
         for s, v in per_set.items():
-            importance_store.keep(Importance(values=v, unit="sample", provenance={
+            _, new = importance_store.keep(Importance(values=v, unit="sample", provenance={
                 "analysis": "ood", "method": det, "data": s, "model": wsp.describe_model(ws["model"]),
-                "parameters": result.params.get(det, {})}), label=f"OOD · {ood.spec(det).name} · {s}")
-        st.success(f"Kept {len(per_set)} distributions of {ood.spec(det).name}; see the Importance page.")
+                "parameters": result.params.get(det, {})}), label=f"OOD · {name} · {s}", with_status=True)
+            added += new
+        already = len(per_set) - added
+        st.success(f"Kept {added} distributions of {name}"
+                   + (f" ({already} were already kept)" if already else "") + "; see the Importance page.")
+        try:
+            st.page_link("pages/9_Importance_distributions.py", label="Open the Importance page",
+                         icon=":material/bar_chart:")
+        except st.errors.StreamlitAPIException:  # a page run on its own (AppTest) knows no other pages
+            pass

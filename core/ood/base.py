@@ -6,6 +6,7 @@ what the UI turns into controls.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -204,6 +205,9 @@ def class_assignment(outputs: ModelOutputs) -> tuple[np.ndarray, str]:
     return y, source
 
 
+_DIM_WORDS = {"classes": lambda n: f"{n} classes (logits)", "feature dimension": lambda n: f"{n}-dimensional features"}
+
+
 # ---------------------------------------------------------------------------- detector base
 class Detector:
     """Base class: ``fit(train_outputs)`` learns statistics, ``score(outputs)`` returns float64
@@ -295,16 +299,19 @@ class Detector:
         pass
 
     def score(self, outputs: ModelOutputs) -> np.ndarray:
-        """Scores of ``outputs`` as float64 [N]; higher means more in-distribution."""
+        """Scores of ``outputs`` as float64 [N]; higher means more in-distribution.
+
+        Outputs without a head (e.g. an uploaded .npz of logits and features) are scored with the
+        head the detector was fitted with; their class count and feature dimension must match it."""
+        if (self._fit_head is not None and isinstance(outputs, ModelOutputs) and outputs.head_weight is None
+                and outputs.features is not None and len(outputs)):
+            self._check_dims(outputs)
+            outputs = dataclasses.replace(outputs, head_weight=self._fit_head[0], head_bias=self._fit_head[1])
         self._check(outputs, "score")
         if self.spec.requires_fit and not self.fitted:
             raise NotFittedError(f"{self.spec.name} must be fitted first: call .fit(train_outputs) before .score().")
         if self.fitted:
-            dims = self._dims(outputs)
-            for key, n_fit in self._fit_dims.items():
-                if key in dims and dims[key] != n_fit:
-                    raise OODError(f"{self.spec.name} was fitted with {key} {n_fit}, but the outputs to score have "
-                                   f"{dims[key]}; were they produced by a different model?")
+            self._check_dims(outputs)
             if self._fit_head is not None:
                 w, b = self._fit_head
                 if not (np.array_equal(w, outputs.head_weight) and np.array_equal(b, outputs.head_bias)):
@@ -312,6 +319,16 @@ class Detector:
                                    "outputs to score have; refit it on outputs of this model.")
         scores = np.asarray(self._score(outputs), dtype=np.float64).reshape(len(outputs))
         return scores
+
+    def _check_dims(self, outputs: ModelOutputs) -> None:
+        """The class count and feature dimension must be those of the fit outputs (features first)."""
+        dims = self._dims(outputs)
+        for key in sorted(self._fit_dims, key=lambda k: k != "feature dimension"):
+            n_fit = self._fit_dims[key]
+            if key in dims and dims[key] != n_fit:
+                raise OODError(f"{self.spec.name} was fitted on outputs with {_DIM_WORDS[key](n_fit)}, but the "
+                               f"outputs to score have {_DIM_WORDS[key](dims[key])}; were they produced by a "
+                               "different model?")
 
     def _score(self, outputs: ModelOutputs) -> np.ndarray:
         raise NotImplementedError

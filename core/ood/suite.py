@@ -15,6 +15,7 @@ switching the FPR convention costs nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,12 @@ class SuiteResult:
     def detectors(self) -> list[str]:
         return list(self.scores)
 
+    def with_convention(self, convention: str) -> SuiteResult:
+        """The same scores with every metric recomputed under another FPR@95 convention (no detector reruns)."""
+        other = dataclasses.replace(self, convention=convention, meta=dict(self.meta))
+        other.compute_table()
+        return other
+
     def compute_table(self) -> pd.DataFrame:
         rows = []
         for det, per_set in self.scores.items():
@@ -83,10 +90,22 @@ class SuiteResult:
     def summary(self) -> pd.DataFrame:
         """One row per detector: each metric's mean over the OOD sets (``auroc_mean``, …) and, when the
         sets fall in more than one group, its mean per group (``auroc_near``, ``fpr95_far``, …; every
-        group weighs its sets equally), then fit/score seconds; sorted by mean AUROC (best first)."""
+        group weighs its sets equally), then ``sets`` (how many OOD sets the detector scored) and
+        fit/score seconds; sorted by mean AUROC (best first).
+
+        The means compare like with like: when some detector could not score a set, every mean is
+        taken over the sets that all detectors scored. ``summary().attrs`` names them
+        (``mean_over``) and the sets left out with the detectors that missed them (``left_out``)."""
         t = self.table
         if t.empty:
-            return pd.DataFrame(columns=["detector", "auroc_mean", "fit_s", "score_s"])
+            return pd.DataFrame(columns=["detector", "auroc_mean", "sets", "fit_s", "score_s"])
+        sets_of = t.groupby("detector", sort=False)["ood_set"].agg(frozenset)
+        every = list(dict.fromkeys(t["ood_set"]))
+        common = [name for name in every if all(name in got for got in sets_of)]
+        left_out = {name: [d for d, got in sets_of.items() if name not in got] for name in every
+                    if name not in common}
+        if left_out and common:
+            t = t[t["ood_set"].isin(common)]
         means = t.groupby("detector", sort=False)[list(METRIC_KEYS)].mean()
         groups = list(dict.fromkeys(t["group"]))
         out = pd.DataFrame(index=means.index)
@@ -96,9 +115,13 @@ class SuiteResult:
                 per_group = t.pivot_table(index="detector", columns="group", values=key, aggfunc="mean")
                 for g in groups:
                     out[f"{key}_{g}"] = per_group[g]
+        out["sets"] = [len(sets_of[d]) for d in out.index]
         out["fit_s"] = [self.fit_seconds.get(d, np.nan) for d in out.index]
         out["score_s"] = [self.score_seconds.get(d, np.nan) for d in out.index]
-        return out.sort_values("auroc_mean", ascending=False, kind="stable").reset_index(names="detector")
+        out = out.sort_values("auroc_mean", ascending=False, kind="stable").reset_index(names="detector")
+        out.attrs["mean_over"] = common if common else every
+        out.attrs["left_out"] = left_out if common else {}
+        return out
 
 
 def _score_one(det_name: str, params: dict, fit_out: ModelOutputs, sets: dict[str, EvalSet], id_name: str, model,

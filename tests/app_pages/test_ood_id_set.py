@@ -27,12 +27,12 @@ def _page(workspace, uploads=None):
     return at
 
 
-NPZ_WORKSPACE = {"model": {"kind": "none"}, "data": {"kind": "upload", "filename": "id.npz", "digest": "abc",
+NPZ_WORKSPACE = {"model": {"kind": "none"}, "data": {"kind": "upload", "filename": "id.npz", "digest": "idset-npz",
                                                       "options": {}}}
 
 
 def test_uploaded_id_set_is_evaluated_and_the_workspace_is_the_fit_set():
-    at = _page(NPZ_WORKSPACE, {"abc": ("id.npz", _npz(400))})
+    at = _page(NPZ_WORKSPACE, {"idset-npz": ("id.npz", _npz(400))})
     at.multiselect(key="ood_detectors").set_value(["msp", "energy", "mahalanobis"])
     at.file_uploader(key="ood_upload").set_value(("far.npz", _npz(120, ood=True, seed=1), "application/octet-stream"))
     at.radio(key="ood_id_choice").set_value("upload").run()
@@ -53,7 +53,7 @@ def test_uploaded_id_set_is_evaluated_and_the_workspace_is_the_fit_set():
 
 
 def test_a_broken_id_upload_gets_a_message_and_keeps_earlier_results():
-    at = _page(NPZ_WORKSPACE, {"abc": ("id.npz", _npz(400))})
+    at = _page(NPZ_WORKSPACE, {"idset-npz": ("id.npz", _npz(400))})
     at.multiselect(key="ood_detectors").set_value(["msp", "energy"])
     at.file_uploader(key="ood_upload").set_value(("far.npz", _npz(120, ood=True, seed=1), "application/octet-stream"))
     at.run()

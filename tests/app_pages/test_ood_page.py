@@ -1,5 +1,6 @@
 """AppTest of pages/1_OOD_detection.py: the default analysis runs every detector without an exception."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,12 @@ def test_keep_as_importance(ran):
     assert len(kept) > 0
     first = next(iter(kept.values()))
     assert first.unit == "sample" and first.provenance["analysis"] == "ood"
+    # keeping the same scores again adds no copies
+    n = len(kept)
+    ran.button(key="ood_keep").click().run()
+    assert not ran.exception
+    assert len(ran.session_state["importances"]) == n
+    assert any("already kept" in s.value for s in ran.success)
 
 
 _npz = npz_outputs
@@ -84,9 +91,10 @@ def test_npz_workspace_runs_array_detectors_and_explains_the_rest():
     from collections import OrderedDict
 
     at = AppTest.from_file(str(ROOT / "pages/1_OOD_detection.py"), default_timeout=TIMEOUT)
-    at.session_state["_uploads"] = OrderedDict(abc=("id.npz", _npz(400, 16)))
+    at.session_state["_uploads"] = OrderedDict({"page-npz": ("id.npz", _npz(400, 16))})
     at.session_state["workspace"] = {"model": {"kind": "none"},
-                                     "data": {"kind": "upload", "filename": "id.npz", "digest": "abc", "options": {}}}
+                                     "data": {"kind": "upload", "filename": "id.npz", "digest": "page-npz",
+                                              "options": {}}}
     at.run()
     assert not at.exception
     captions = " ".join(c.value for c in at.caption)
@@ -105,9 +113,10 @@ def test_mismatched_and_non_finite_ood_uploads_get_messages_and_others_still_run
     from collections import OrderedDict
 
     at = AppTest.from_file(str(ROOT / "pages/1_OOD_detection.py"), default_timeout=TIMEOUT)
-    at.session_state["_uploads"] = OrderedDict(abc=("id.npz", _npz(400, 16)))
+    at.session_state["_uploads"] = OrderedDict({"page-npz": ("id.npz", _npz(400, 16))})
     at.session_state["workspace"] = {"model": {"kind": "none"},
-                                     "data": {"kind": "upload", "filename": "id.npz", "digest": "abc", "options": {}}}
+                                     "data": {"kind": "upload", "filename": "id.npz", "digest": "page-npz",
+                                              "options": {}}}
     at.run()
     # features of another dimension: feature detectors refuse that set, logit detectors still score it
     at.file_uploader(key="ood_upload").set_value(("other.npz", _npz(300, 8, seed=2), "application/octet-stream"))
@@ -115,9 +124,17 @@ def test_mismatched_and_non_finite_ood_uploads_get_messages_and_others_still_run
     at.button(key="ood_run").click().run()
     assert not at.exception
     warnings = " ".join(w.value for w in at.warning)
-    assert "feature dimension" in warnings
+    assert re.search(r"fitted on outputs with 16-dimensional features, but the outputs to score have "
+                     r"8-dimensional features", warnings)
     result = at.session_state["ood_result"]
     assert "energy" in set(result.table["detector"])
+    # another number of logits: one message for the set, before any detector runs
+    at.file_uploader(key="ood_upload").set_value(("wide.npz", _npz(300, 16, classes=5), "application/octet-stream"))
+    at.run()
+    at.button(key="ood_run").click().run()
+    assert not at.exception
+    shown = [e.value for e in at.error] + [w.value for w in at.warning]
+    assert sum("5 logits per sample where the model has 3" in m for m in shown) == 1, shown
     # NaN logits: a clear message, earlier results kept
     at.file_uploader(key="ood_upload").set_value(("nan.npz", _npz(300, 16, nan=True), "application/octet-stream"))
     at.run()

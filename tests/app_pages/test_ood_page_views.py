@@ -6,7 +6,6 @@ detectors, 300 fit samples and two OOD sets only where images are needed, and a 
 sets must sit next to an upload."""
 import io
 import json
-import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -158,6 +157,23 @@ def test_untouched_parameter_widgets_give_every_detectors_defaults():
     assert at.session_state["values"]["wdiscood"]["normalize"] is False
 
 
+def _vim_controls_capped():
+    import streamlit as st
+
+    from ui.ood import param_controls
+
+    st.session_state["values"] = param_controls("vim", caps={"dim": 95})
+
+
+def test_data_limited_parameters_are_capped_at_the_widget():
+    at = AppTest.from_function(_vim_controls_capped, default_timeout=TIMEOUT)
+    at.run()
+    dim = at.number_input(key="ood_param_vim_dim")
+    assert dim.max == 95 and dim.value is None  # automatic stays the default
+    dim.set_value(95).run()
+    assert at.session_state["values"]["dim"] == 95
+
+
 # ---------------------------------------------------------------- 2. results table
 def test_results_table_shows_group_averages_of_the_chosen_metric(shapes):
     at = shapes
@@ -285,8 +301,13 @@ def test_gallery_shows_the_extreme_images_with_their_scores(shapes):
     images = at.image  # st.image elements (AppTest's type "imgs"; at.get("imgs") finds none)
     captions = [c for im in images for c in im.captions]
     most, least = extremes(at.session_state["ood_result"].scores[det], k=8)
-    assert captions == [f"{s} · {v:.3g}" for s, _, v in most + least]
-    assert all(re.search(r" · -?[\d.]+(e[+-]\d+)?$", c) for c in captions)
+    from ui.ood import score_format
+
+    fmt = score_format([v for _, _, v in most + least])
+    assert captions == [f"{s} · {v:{fmt}}" for s, _, v in most + least]
+    numbers = [c.rsplit(" · ", 1)[1] for c in captions]
+    decimals = {len(n.split(".")[1]) if "." in n else 0 for n in numbers}
+    assert len(decimals) == 1  # every caption has the same number of decimals
     assert all(u for im in images for u in im.value)  # every image has a URL
 
 
@@ -404,3 +425,35 @@ def test_changing_detectors_and_running_again_reuses_the_model_outputs(monkeypat
     assert len(calls) == n_calls, calls[n_calls:]
     assert len(outputs_cache()) == n_cached
     assert second.meta["id_outputs"] is first.meta["id_outputs"]  # the very same cached outputs
+
+
+# ---------------------------------------------------------------- 10. convention and stale settings
+def test_convention_applies_at_once_and_changed_settings_are_flagged():
+    at = _npz_page(digest="stale")
+    at.multiselect(key="ood_detectors").set_value(NPZ_DETECTORS)
+    at.file_uploader(key="ood_upload").set_value(("near.npz", _npz(300, 16, seed=1, scale=0.5),
+                                                  "application/octet-stream"))
+    at.run()
+    at.button(key="ood_run").click().run()
+    assert not at.exception, at.exception
+
+    def stale():
+        return any("changed since these results" in i.value for i in at.info)
+
+    before = at.session_state["ood_result"]
+    assert before.convention == "ood-positive" and not stale()
+    # the FPR@95 convention is recomputed from the kept scores, without a run
+    at.radio(key="ood_convention").set_value("id-positive").run()
+    assert not at.exception, at.exception
+    after = at.session_state["ood_result"]
+    assert after.convention == "id-positive" and after.scores is before.scores and not stale()
+    shown = _frame(at, "fpr95_mean").set_index("detector")["fpr95_mean"]
+    want = after.summary().set_index("detector")["fpr95_mean"]
+    assert shown.to_numpy() == pytest.approx(want[shown.index].to_numpy())
+    assert not np.allclose(want, before.summary().set_index("detector")["fpr95_mean"][want.index])
+    assert any("id-positive convention" in c.value for c in at.caption)
+    # other settings are only applied by a run; until then the page says the results are out of date
+    at.multiselect(key="ood_detectors").set_value(NPZ_DETECTORS[:2]).run()
+    assert stale()
+    at.button(key="ood_run").click().run()
+    assert not stale() and at.session_state["ood_result"].detectors == NPZ_DETECTORS[:2]

@@ -133,16 +133,25 @@ def test_nan_empty_and_dimension_mismatch(name, train_outputs, id_outputs):
     if "features" in spec.needs and "head" not in spec.needs:
         wider = ModelOutputs(logits=id_outputs.logits, features=np.hstack([id_outputs.features] * 2),
                              labels=None, preds=id_outputs.preds)
-        with pytest.raises(OODError, match="fitted with feature dimension 16.*have 32"):
+        with pytest.raises(OODError, match="fitted on outputs with 16-dimensional features.*have 32-dimensional"):
             det.score(wider)
     if "head" in spec.needs and spec.requires_fit:
         other = make_outputs(id_outputs.features, id_outputs.head_weight * 2, id_outputs.head_bias)
         with pytest.raises(OODError, match="different classification head"):
             det.score(other)
+    if "head" in spec.needs:
+        # outputs without a head (an uploaded .npz) are scored with the head the detector was fitted with
+        headless = ModelOutputs(logits=id_outputs.logits, features=id_outputs.features, labels=None,
+                                preds=id_outputs.preds)
+        np.testing.assert_array_equal(det.score(headless), det.score(id_outputs))
+        narrow = ModelOutputs(logits=id_outputs.logits, features=id_outputs.features[:, :8], labels=None,
+                              preds=id_outputs.preds)
+        with pytest.raises(OODError, match="fitted on outputs with 16-dimensional features.*have 8-dimensional"):
+            det.score(narrow)
     if "logits" in spec.needs and "head" not in spec.needs and spec.requires_fit:
         more = ModelOutputs(logits=np.hstack([id_outputs.logits, id_outputs.logits]), features=id_outputs.features,
                             labels=None, preds=id_outputs.preds)
-        with pytest.raises(OODError, match="fitted with classes 4.*have 8"):
+        with pytest.raises(OODError, match="fitted on outputs with 4 classes.*have 8 classes"):
             det.score(more)
 
 

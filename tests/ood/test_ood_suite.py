@@ -124,3 +124,42 @@ def test_tempscale_calibrates_on_the_validation_set_when_given(train_outputs, se
     expected = ood.create("klm").fit(val).score(sets["ID"].outputs)
     np.testing.assert_array_equal(klm.scores["klm"]["ID"], expected)
     assert "validation set" in klm.info["klm"]["fitted on"]
+
+
+def test_summary_means_cover_only_the_sets_every_detector_scored(train_outputs, sets):
+    from core.extract import ModelOutputs
+
+    far = sets["far: novel"].outputs
+    logits_only = ModelOutputs(logits=far.logits, features=None, labels=None, preds=far.preds)  # an .npz of logits
+    with_upload = {**sets, "upload: logits.npz": EvalSet(logits_only, "upload")}
+    result = run_suite(train_outputs, with_upload, "ID", {"msp": {}, "knn": {"k": 5}})
+    assert "upload: logits.npz" in result.scores["msp"] and "upload: logits.npz" not in result.scores["knn"]
+    summary = result.summary().set_index("detector")
+    common = ["far: novel", "near: shifted"]
+    assert summary.attrs["mean_over"] == common
+    assert summary.attrs["left_out"] == {"upload: logits.npz": ["knn"]}
+    t = result.table
+    for det in ("msp", "knn"):
+        rows = t[(t["detector"] == det) & t["ood_set"].isin(common)]
+        for key in ("auroc", "aupr_in", "aupr_out", "fpr95"):
+            assert summary.loc[det, f"{key}_mean"] == pytest.approx(rows[key].mean())
+        assert summary.loc[det, "auroc_far"] == pytest.approx(rows[rows["group"] == "far"]["auroc"].mean())
+    assert "auroc_upload" not in summary.columns
+    assert summary.loc["msp", "sets"] == 3 and summary.loc["knn", "sets"] == 2
+    # when every detector scored every set, nothing is left out
+    full = run_suite(train_outputs, sets, "ID", {"msp": {}, "knn": {"k": 5}}).summary()
+    assert full.attrs["left_out"] == {} and list(full["sets"]) == [2, 2]
+
+
+def test_with_convention_recomputes_the_metrics_from_the_same_scores(train_outputs, sets):
+    from core.ood.metrics import metrics
+
+    result = run_suite(train_outputs, sets, "ID", {"msp": {}, "knn": {"k": 5}})
+    other = result.with_convention("id-positive")
+    assert other.convention == "id-positive" and result.convention == "ood-positive"
+    assert other.scores is result.scores
+    for _, row in other.table.iterrows():
+        s = result.scores[row["detector"]]
+        want = metrics(s["ID"], s[row["ood_set"]], convention="id-positive")
+        assert row["fpr95"] == pytest.approx(want["fpr95"]) and row["auroc"] == pytest.approx(want["auroc"])
+    assert not np.allclose(other.table["fpr95"], result.table["fpr95"])  # the conventions differ on this data
