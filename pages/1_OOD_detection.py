@@ -85,6 +85,8 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
             with tab:
                 st.caption(ood.spec(d).reference)
                 params[d] = ui_ood.param_controls(d, caps=caps)
+                if not ood.spec(d).params:
+                    st.caption("This detector has no parameters.")
 
 chosen = {d: params.get(d, ood.spec(d).defaults) for d in detectors}
 settings = wsp.key_of({"workspace": ws, "sets": set_names, "uploads": {k: v["spec"] for k, v in uploads.items()},

@@ -335,7 +335,12 @@ def auroc_heatmap(result: SuiteResult):
 
 
 def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
+    # keep the detector in view across runs while it is still among the results
+    if st.session_state.get("ood_view_det") not in result.detectors:
+        last = st.session_state.get("ood_view_last")
+        st.session_state["ood_view_det"] = last if last in result.detectors else result.detectors[0]
     det = st.selectbox("Detector", result.detectors, format_func=lambda d: ood.spec(d).name, key="ood_view_det")
+    st.session_state["ood_view_last"] = det
     scores = result.scores[det]
     tabs = st.tabs(["Score distributions", "ROC curves", "Threshold", "Per class", "Gallery"])
     with tabs[0]:
@@ -366,7 +371,9 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
             title = f"ROC on {target}"
         axes = (("share of ID flagged (FPR)", "share of OOD caught (TPR)") if result.convention == "ood-positive"
                 else ("share of OOD accepted (FPR)", "share of ID accepted (TPR)"))
-        st.plotly_chart(viz.roc_curves(curves, title=title, xaxis=axes[0], yaxis=axes[1]), width="stretch")
+        st.plotly_chart(viz.roc_curves(curves, title=title, xaxis=axes[0], yaxis=axes[1],
+                                       highlight=None if compare.startswith("this") else ood.spec(det).name),
+                        width="stretch")
     with tabs[2]:
         allv = np.concatenate(list(scores.values()))
         lo, hi = float(np.quantile(allv, 0.001)), float(np.quantile(allv, 0.999))

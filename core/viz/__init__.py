@@ -108,8 +108,11 @@ def score_distributions(groups: Mapping[str, np.ndarray], kind: str = "histogram
 
 
 def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str | None = "ROC",
-               max_points: int = 600, xaxis: str = "false positive rate", yaxis: str = "true positive rate") -> go.Figure:
-    """ROC curves (fpr, tpr) per name, thinned to at most ``max_points`` points each."""
+               max_points: int = 600, xaxis: str = "false positive rate", yaxis: str = "true positive rate",
+               highlight: str | None = None) -> go.Figure:
+    """ROC curves (fpr, tpr) per name, thinned to at most ``max_points`` points each. More than ten
+    curves get 24 distinct colours (then dashed repeats); ``highlight`` draws one curve thick on top."""
+    many = len(curves) > 10
     fig = go.Figure()
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="lightgrey", dash="dot"), showlegend=False,
                     hoverinfo="skip")
@@ -118,7 +121,13 @@ def roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str |
         if len(fpr) > max_points:
             keep = np.unique(np.linspace(0, len(fpr) - 1, max_points).round().astype(int))
             fpr, tpr = fpr[keep], tpr[keep]
-        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=name, line=dict(color=colour(i)))
+        line = dict(color=qualitative.Dark24[i % 24] if many else colour(i), dash="dash" if many and i >= 24 else None)
+        if highlight is not None:
+            line["width"] = 4 if name == highlight else 1.5
+        fig.add_scatter(x=fpr, y=tpr, mode="lines", name=name, line=line, legendrank=1000 + i,
+                        opacity=1.0 if highlight in (None, name) else 0.6)
+    if highlight is not None:  # drawn last, so it is on top (the legend keeps the given order)
+        fig.data = tuple(t for t in fig.data if t.name != highlight) + tuple(t for t in fig.data if t.name == highlight)
     fig.update_xaxes(range=[0, 1], title=xaxis)
     fig.update_yaxes(range=[0, 1.01], title=yaxis)
     return _layout(fig, title, height=420)

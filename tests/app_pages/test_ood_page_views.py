@@ -238,8 +238,10 @@ def test_roc_every_detector_on_one_set(npz):
     assert not at.exception, at.exception
     assert at.selectbox(key="ood_roc_set").value == "upload: near.npz"
     roc = _chart(at, "ROC on upload: near.npz")
-    names = [t.get("name") for t in roc["data"] if t.get("showlegend", True)]
-    assert names == [ood.spec(d).name for d in NPZ_DETECTORS]
+    traces = [t for t in roc["data"] if t.get("showlegend", True)]
+    names = [t.get("name") for t in sorted(traces, key=lambda t: t.get("legendrank", 1000))]
+    assert names == [ood.spec(d).name for d in NPZ_DETECTORS]  # the legend keeps the detectors' order
+    assert traces[-1]["name"] == "MSP" and traces[-1]["line"]["width"] == 4  # the detector in view, on top
     at.radio(key="ood_roc_mode").set_value("this detector on every OOD set").run()
 
 
@@ -453,7 +455,9 @@ def test_convention_applies_at_once_and_changed_settings_are_flagged():
     assert not np.allclose(want, before.summary().set_index("detector")["fpr95_mean"][want.index])
     assert any("id-positive convention" in c.value for c in at.caption)
     # other settings are only applied by a run; until then the page says the results are out of date
+    at.selectbox(key="ood_view_det").set_value("energy").run()
     at.multiselect(key="ood_detectors").set_value(NPZ_DETECTORS[:2]).run()
     assert stale()
     at.button(key="ood_run").click().run()
     assert not stale() and at.session_state["ood_result"].detectors == NPZ_DETECTORS[:2]
+    assert at.selectbox(key="ood_view_det").value == "energy"  # the detector in view stays in view

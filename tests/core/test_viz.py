@@ -32,3 +32,17 @@ def test_class_balance_and_roc_thinning():
     fpr = np.linspace(0, 1, 5000)
     fig = viz.roc_curves({"d": (fpr, fpr)}, max_points=100)
     assert len(fig.data[1].x) <= 100
+
+
+def test_roc_curves_keep_many_curves_apart_and_highlight_one():
+    fpr = np.linspace(0, 1, 50)
+    curves = {f"d{i}": (fpr, fpr ** (1 + i / 10)) for i in range(25)}
+    fig = viz.roc_curves(curves, highlight="d3")
+    lines = [t for t in fig.data if t.name in curves]
+    colours = [(t.line.color, t.line.dash) for t in lines]
+    assert len(set(colours)) == 25  # 24 colours, then a dashed repeat
+    assert lines[-1].name == "d3" and lines[-1].line.width == 4  # drawn last, on top
+    assert all(t.line.width == 1.5 for t in lines[:-1])
+    assert [t.name for t in sorted(lines, key=lambda t: t.legendrank)] == list(curves)  # legend in the given order
+    plain = viz.roc_curves({"a": (fpr, fpr), "b": (fpr, fpr)})
+    assert plain.data[1].line.color != plain.data[2].line.color and plain.data[1].line.width is None
