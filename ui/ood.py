@@ -445,9 +445,9 @@ def export(result: SuiteResult, ws: dict) -> None:
                        help="One row per detector: every metric's mean over all OOD sets and per group, and timings.")
     det = st.session_state.get("ood_view_det") or result.detectors[0]
     name = ood.spec(det).name
-    if c3.button(f"Keep {name} scores as importance distributions", key="ood_keep",
+    if c3.button(f"Keep {name} scores", key="ood_keep", icon=":material/bookmark_add:",
                  help=f"Keeps the scores of the detector shown above ({name}) on the ID set and on every "
-                      "OOD set, one value per sample, for the Importance page."):
+                      "OOD set as importance distributions (one value per sample), for the Importance page."):
         per_set = result.scores[det]
         added = 0
         for s, v in per_set.items():

@@ -21,7 +21,7 @@ def test_ood_page_runs_default_analysis(app_url, page, tmp_path):
     assert "Energy" in body and "Mahalanobis" in body
     page.screenshot(path=str(tmp_path / "ood.png"), full_page=True)
     # keep the scores as importance distributions and compare them on the Importance page
-    page.get_by_role("button", name=re.compile(r"Keep .+ scores as importance distributions")).click()
+    page.get_by_role("button", name=re.compile(r"Keep .+ scores")).click()
     page.get_by_text("see the Importance page").wait_for(timeout=60_000)
     page.get_by_role("link", name="Importance distributions").click()
     page.get_by_text("Pairwise comparison").wait_for(timeout=60_000)
