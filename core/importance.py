@@ -16,14 +16,21 @@ from scipy import stats
 class Importance:
     """``values`` (float64, any shape, first axis = the units or a batch of maps), ``unit`` (e.g.
     "sample", "token", "pixel", "feature", "mechanism"), optional ``names`` of the units, and
-    ``provenance`` (analysis, method, parameters, model, data)."""
+    ``provenance`` (analysis, method, parameters, model, data).
+
+    ``scale``: "mass" when |value| is an amount of importance carried by the unit (attributions,
+    token importance), so its concentration (Gini, entropy) means something; "score" when the
+    values sit on a scale with an arbitrary zero (OOD scores), where it does not."""
 
     values: np.ndarray
     unit: str
     names: list[str] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    scale: str = "mass"
 
     def __post_init__(self):
+        if self.scale not in ("mass", "score"):
+            raise ValueError(f"scale must be 'mass' or 'score', got {self.scale!r}.")
         self.values = np.asarray(self.values, np.float64)
         if self.names is not None and len(self.names) != self.values.shape[-1] and len(self.names) != len(self.values):
             raise ValueError(f"{len(self.names)} names for {self.values.shape} values.")
@@ -39,16 +46,19 @@ class Importance:
         return v[np.isfinite(v)]
 
     def summary(self) -> dict[str, float]:
-        """Distribution statistics: mean, std, quantiles, Gini (sparseness) and entropy of |v|."""
+        """Distribution statistics: mean, std, quantiles, and the Gini (sparseness) and entropy of |v|
+        (NaN for ``scale="score"``: shifting a score's zero would change them)."""
         v = self.flat()
         if v.size == 0:
             return {"n": 0}
-        a = np.sort(np.abs(v))
-        total = a.sum()
-        n = a.size
-        gini = float(np.sum((2 * np.arange(1, n + 1) - n - 1) * a) / (n * total)) if total > 0 else 0.0
-        p = a / total if total > 0 else np.full(n, 1.0 / n)
-        entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+        n = v.size
+        gini = entropy = float("nan")
+        if self.scale == "mass":
+            a = np.sort(np.abs(v))
+            total = a.sum()
+            gini = float(np.sum((2 * np.arange(1, n + 1) - n - 1) * a) / (n * total)) if total > 0 else 0.0
+            p = a / total if total > 0 else np.full(n, 1.0 / n)
+            entropy = float(-(p[p > 0] * np.log(p[p > 0])).sum())
         q = np.quantile(v, [0.05, 0.25, 0.5, 0.75, 0.95])
         return {"n": int(n), "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
                 "q05": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]),

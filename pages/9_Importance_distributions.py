@@ -29,8 +29,10 @@ groups = {k: store.transform(v.values, scale) for k, v in sel.items()}
 st.plotly_chart(viz.score_distributions(groups, kind=kind, xaxis=f"importance ({scale})"), width="stretch")
 st.subheader("Summary")
 summary = store.summary_table(sel)
-st.dataframe(summary.style.format({c: "{:.4g}" for c in summary.columns if c not in ("distribution", "unit", "n")}),
-             width="stretch", hide_index=True)
+st.dataframe(summary.style.format({c: "{:.4g}" for c in summary.columns if c not in ("distribution", "unit", "n")},
+                                  na_rep="—"), width="stretch", hide_index=True)
+st.caption("Gini and entropy measure how concentrated |importance| is over the units (Gini 1: one unit carries it "
+           "all). They are left out (—) for scores with an arbitrary zero, such as OOD scores.")
 if len(sel) > 1:
     st.subheader("Pairwise comparison")
     st.caption("Spearman/Kendall: rank agreement when both score the same units. KS and Wasserstein: how far apart "

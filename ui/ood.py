@@ -451,7 +451,7 @@ def export(result: SuiteResult, ws: dict) -> None:
         per_set = result.scores[det]
         added = 0
         for s, v in per_set.items():
-            _, new = importance_store.keep(Importance(values=v, unit="sample", provenance={
+            _, new = importance_store.keep(Importance(values=v, unit="sample", scale="score", provenance={
                 "analysis": "ood", "method": det, "data": s, "model": wsp.describe_model(ws["model"]),
                 "parameters": result.params.get(det, {})}), label=f"OOD · {name} · {s}", with_status=True)
             added += new

@@ -76,6 +76,7 @@ def test_keep_as_importance(ran):
     assert len(kept) > 0
     first = next(iter(kept.values()))
     assert first.unit == "sample" and first.provenance["analysis"] == "ood"
+    assert first.scale == "score"  # OOD scores have an arbitrary zero: no Gini/entropy on the Importance page
     # keeping the same scores again adds no copies
     n = len(kept)
     ran.button(key="ood_keep").click().run()

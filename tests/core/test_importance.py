@@ -47,3 +47,15 @@ def test_frame_and_names():
 def test_non_finite_values_are_ignored_in_statistics():
     s = Importance([1.0, np.nan, 3.0, np.inf], "sample").summary()
     assert s["n"] == 2 and s["mean"] == 2.0
+
+
+def test_scores_with_an_arbitrary_zero_have_no_concentration_statistics():
+    v = np.random.default_rng(0).normal(size=50)
+    score = Importance(v, "sample", scale="score").summary()
+    mass = Importance(v, "sample").summary()
+    assert np.isnan(score["gini"]) and np.isnan(score["entropy"])
+    assert np.isfinite(mass["gini"]) and np.isfinite(mass["entropy"])
+    for key in ("n", "mean", "std", "min", "q05", "median", "q95", "max"):
+        assert score[key] == pytest.approx(mass[key])
+    with pytest.raises(ValueError, match="scale"):
+        Importance(v, "sample", scale="ranks")
