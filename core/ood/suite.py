@@ -62,6 +62,8 @@ class SuiteResult:
     set_errors: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    _summary: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+    _summary_of: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def detectors(self) -> list[str]:
@@ -85,6 +87,7 @@ class SuiteResult:
                              **{k: m[k] for k in METRIC_KEYS}})
         cols = ["detector", "ood_set", "group", *METRIC_KEYS]
         self.table = pd.DataFrame(rows, columns=cols)
+        self._summary = None
         return self.table
 
     def summary(self) -> pd.DataFrame:
@@ -95,7 +98,15 @@ class SuiteResult:
 
         The means compare like with like: when some detector could not score a set, every mean is
         taken over the sets that all detectors scored. ``summary().attrs`` names them
-        (``mean_over``) and the sets left out with the detectors that missed them (``left_out``)."""
+        (``mean_over``) and the sets left out with the detectors that missed them (``left_out``).
+        Computed once per table; each call returns a copy."""
+        if self._summary is None or self._summary_of is not self.table:
+            self._summary, self._summary_of = self._compute_summary(), self.table
+        out = self._summary.copy()
+        out.attrs = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in self._summary.attrs.items()}
+        return out
+
+    def _compute_summary(self) -> pd.DataFrame:
         t = self.table
         if t.empty:
             return pd.DataFrame(columns=["detector", "auroc_mean", "sets", "fit_s", "score_s"])
