@@ -226,8 +226,12 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
             bar.progress((i + 2) / steps, text=f"Outputs of {name}")
         if len(sets) < 2:
             raise ood.OODError("None of the chosen OOD sets could be used: " + "; ".join(f"{k}: {v}" for k, v in load_errors.items()))
+        # a detector is fitted once per (model, fit set, validation set, parameters) and then scores
+        # only the sets it has not scored before, so adding an OOD set costs just that set
         base = wsp.key_of({"model": ws["model"], "fit": fit_spec or eval_spec, "validation": val_spec,
-                           "sets": {k: cands[k]["spec"] for k in sets if k != "ID"}, "eval": eval_spec})
+                           "split from": None if fit_spec is not None else eval_spec})
+        set_keys = {"ID": wsp.key_of({"eval": eval_spec, "index": None if fit_spec is not None else "split"}),
+                    **{k: wsp.key_of(cands[k]["spec"]) for k in sets if k != "ID"}}
 
         def cache_key(det, params):
             return hashlib.sha1(f"{base}|{det}|{json.dumps(params, sort_keys=True)}".encode()).hexdigest()
@@ -236,7 +240,8 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
             bar.progress(min(1.0, (steps - 1 + frac) / steps), text=f"Detectors: {msg}")
 
         result = run_suite(fit_out, sets, "ID", detectors, model=torch_model, convention=convention,
-                           progress=progress, cache=results_cache(), cache_key=cache_key, validation=val_out)
+                           progress=progress, cache=results_cache(), cache_key=cache_key, validation=val_out,
+                           set_keys=set_keys)
         result.set_errors.update(load_errors)
         result.meta["id_index"] = None if fit_spec is not None else index
         result.meta["id_outputs"] = eval_out

@@ -135,9 +135,10 @@ class SuiteResult:
         return out
 
 
-def _score_one(det_name: str, params: dict, fit_out: ModelOutputs, sets: dict[str, EvalSet], id_name: str, model,
-               progress: Callable[[str], None], validation: ModelOutputs | None = None) -> dict:
-    """Fit and score one detector; returns scores per set, timings, info and per-set errors."""
+def _fit_entry(det_name: str, params: dict, fit_out: ModelOutputs, model,
+               validation: ModelOutputs | None = None) -> dict:
+    """Fit one detector. The entry keeps the fitted detector and, under ``"scores"``, the result of
+    every set scored with it so far (set key -> (scores or None, error or None, seconds))."""
     spec = REGISTRY[det_name]
     det = spec.cls(model=model if "model" in spec.needs else None, **params)
     use_validation = spec.fit_on == "validation" and validation is not None
@@ -151,32 +152,28 @@ def _score_one(det_name: str, params: dict, fit_out: ModelOutputs, sets: dict[st
                                  "so if the model was trained on it the calibration is optimistic")
     elif spec.requires_fit or spec.class_conditional:
         det.info["fitted on"] = f"the fit set ({len(fit_out)} samples)"
-    scores, set_errors, score_s = {}, {}, 0.0
-    for name, es in sets.items():
-        progress(name)
-        t0 = time.perf_counter()
-        try:
-            if "inputs" in spec.needs:
-                if es.inputs is None:
-                    raise OODError(f"{spec.name} needs the input images of '{name}', which are not available.")
-                s = det.score(es.outputs, inputs=es.inputs)
-            else:
-                s = det.score(es.outputs)
-        except OODError as exc:
-            if name == id_name:
-                raise
-            set_errors[name] = str(exc)
-            continue
-        score_s += time.perf_counter() - t0
-        scores[name] = s
-    return {"scores": scores, "fit_s": fit_s, "score_s": score_s, "info": dict(det.info), "set_errors": set_errors,
-            "params": dict(det.params)}
+    return {"detector": det, "fit_s": fit_s, "info": dict(det.info), "params": dict(det.params), "scores": {}}
+
+
+def _score_set(det, name: str, es: EvalSet) -> tuple[np.ndarray | None, str | None, float]:
+    spec = det.spec
+    t0 = time.perf_counter()
+    try:
+        if "inputs" in spec.needs:
+            if es.inputs is None:
+                raise OODError(f"{spec.name} needs the input images of '{name}', which are not available.")
+            s = det.score(es.outputs, inputs=es.inputs)
+        else:
+            s = det.score(es.outputs)
+    except OODError as exc:
+        return None, str(exc), 0.0
+    return s, None, time.perf_counter() - t0
 
 
 def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str, detectors: dict[str, dict],
               model=None, convention: str = "ood-positive", progress: Callable[[float, str], None] | None = None,
               cache=None, cache_key: Callable[[str, dict], str] | None = None,
-              validation: ModelOutputs | None = None) -> SuiteResult:
+              validation: ModelOutputs | None = None, set_keys: dict[str, str] | None = None) -> SuiteResult:
     """Fit every detector on ``fit_outputs`` and score every set in ``sets``.
 
     ``validation``: held-out labelled ID outputs for the detectors that calibrate on validation
@@ -185,7 +182,11 @@ def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str,
     ``sets[id_name]`` is the ID evaluation set; every other set is scored as OOD against it.
     ``detectors`` maps detector ids to their parameters. ``model`` is handed to detectors that need
     it (ODIN). ``cache`` (anything with ``get_or_compute(key, fn)``) with ``cache_key(det, params)``
-    reuses scores of earlier runs. ``progress(fraction, message)`` is called as work proceeds.
+    reuses fitted detectors and their scores from earlier runs: the key must identify the fit (fit
+    outputs, validation outputs, model), and ``set_keys`` maps each set's name to a key of its
+    contents, so that a detector fitted before scores only the sets it has not seen. Without
+    ``set_keys`` the set names are the keys (``cache_key`` must then cover the sets too).
+    ``progress(fraction, message)`` is called as work proceeds.
     """
     if id_name not in sets:
         raise OODError(f"The ID set '{id_name}' is not among the sets ({', '.join(sets)}).")
@@ -202,38 +203,50 @@ def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str,
         valid_sets[name] = es
     n_det = max(len(detectors), 1)
     n_sets = len(valid_sets)
+    caching = cache is not None and cache_key is not None
     for i, (det_name, params) in enumerate(detectors.items()):
         if det_name not in REGISTRY:
             result.errors[det_name] = f"unknown detector '{det_name}'."
             continue
         name = REGISTRY[det_name].name
-        done = {"k": 0}
+        if progress is not None:
+            progress(i / n_det, f"{name}: fitting")
 
-        def step(set_name, i=i, name=name, done=done):
-            if progress is not None:
-                progress((i + done["k"] / max(n_sets, 1)) / n_det, f"{name} on {set_name}")
-            done["k"] += 1
-
-        def compute(det_name=det_name, params=params, step=step):
-            return _score_one(det_name, params or {}, fit_outputs, valid_sets, id_name, model, step, validation)
+        def fit(det_name=det_name, params=params):
+            return _fit_entry(det_name, params or {}, fit_outputs, model, validation)
 
         try:
-            if cache is not None and cache_key is not None:
-                out = cache.get_or_compute(cache_key(det_name, params or {}), compute)
-            else:
-                out = compute()
+            entry = cache.get_or_compute(cache_key(det_name, params or {}), fit) if caching else fit()
+            scores, set_errors, score_s = {}, {}, 0.0
+            for k, (set_name, es) in enumerate(valid_sets.items()):
+                if progress is not None:
+                    progress((i + k / max(n_sets, 1)) / n_det, f"{name} on {set_name}")
+                key = set_keys.get(set_name, set_name) if set_keys else set_name
+                done = entry["scores"].get(key) if caching else None
+                if done is None:
+                    done = _score_set(entry["detector"], set_name, es)
+                    if caching:
+                        entry["scores"][key] = done
+                s, err, sec = done
+                if err is not None:
+                    if set_name == id_name:
+                        raise OODError(err)
+                    set_errors[set_name] = err
+                    continue
+                scores[set_name] = s
+                score_s += sec
         except OODError as exc:
             result.errors[det_name] = str(exc)
             continue
         except Exception as exc:  # one broken detector must not take the others down; say what happened
             result.errors[det_name] = f"{type(exc).__name__}: {exc}"
             continue
-        result.scores[det_name] = out["scores"]
-        result.params[det_name] = out["params"]
-        result.info[det_name] = out["info"]
-        result.fit_seconds[det_name] = out["fit_s"]
-        result.score_seconds[det_name] = out["score_s"]
-        for set_name, msg in out["set_errors"].items():
+        result.scores[det_name] = scores
+        result.params[det_name] = entry["params"]
+        result.info[det_name] = entry["info"]
+        result.fit_seconds[det_name] = entry["fit_s"]
+        result.score_seconds[det_name] = score_s
+        for set_name, msg in set_errors.items():
             result.set_errors[f"{set_name} · {name}"] = msg
     if progress is not None:
         progress(1.0, "done")

@@ -461,3 +461,32 @@ def test_convention_applies_at_once_and_changed_settings_are_flagged():
     at.button(key="ood_run").click().run()
     assert not stale() and at.session_state["ood_result"].detectors == NPZ_DETECTORS[:2]
     assert at.selectbox(key="ood_view_det").value == "energy"  # the detector in view stays in view
+
+
+# ---------------------------------------------------------------- 11. adding a set reuses fitted detectors
+def test_adding_an_ood_set_scores_only_that_set(monkeypatch):
+    import core.ood.suite as suite
+
+    scored = []
+    real = suite._score_set
+
+    def counting(det, name, es):
+        scored.append((det.spec.id, name))
+        return real(det, name, es)
+
+    monkeypatch.setattr(suite, "_score_set", counting)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    at.multiselect(key="ood_sets").set_value(SHAPES_SETS[:1])
+    at.multiselect(key="ood_detectors").set_value(["msp", "mahalanobis"])
+    at.number_input(key="ood_n_fit").set_value(310)  # a fit set no other test uses, so nothing is cached yet
+    at.run()
+    at.button(key="ood_run").click().run()
+    assert not at.exception, at.exception
+    assert len(scored) == 4  # two detectors × (ID + one OOD set)
+    scored.clear()
+    at.multiselect(key="ood_sets").set_value(SHAPES_SETS).run()
+    at.button(key="ood_run").click().run()
+    assert not at.exception, at.exception
+    assert sorted(scored) == [("mahalanobis", SHAPES_SETS[1]), ("msp", SHAPES_SETS[1])]
+    assert set(at.session_state["ood_result"].table["ood_set"]) == set(SHAPES_SETS)

@@ -163,3 +163,37 @@ def test_with_convention_recomputes_the_metrics_from_the_same_scores(train_outpu
         want = metrics(s["ID"], s[row["ood_set"]], convention="id-positive")
         assert row["fpr95"] == pytest.approx(want["fpr95"]) and row["auroc"] == pytest.approx(want["auroc"])
     assert not np.allclose(other.table["fpr95"], result.table["fpr95"])  # the conventions differ on this data
+
+
+def test_a_fitted_detector_scores_only_the_sets_it_has_not_seen(train_outputs, sets, monkeypatch):
+    import core.ood.suite as suite
+
+    scored = []
+    real = suite._score_set
+
+    def counting(det, name, es):
+        scored.append((det.spec.id, name))
+        return real(det, name, es)
+
+    monkeypatch.setattr(suite, "_score_set", counting)
+    cache = DictCache()
+    keys = {name: f"spec of {name}" for name in sets}
+    dets = {"msp": {}, "knn": {"k": 5}}
+    first = run_suite(train_outputs, {k: sets[k] for k in ("ID", "far: novel")}, "ID", dets, cache=cache,
+                      cache_key=lambda d, p: f"{d}{sorted(p.items())}", set_keys=keys)
+    assert cache.computed == 2 and len(scored) == 4
+    scored.clear()
+    second = run_suite(train_outputs, sets, "ID", dets, cache=cache,
+                       cache_key=lambda d, p: f"{d}{sorted(p.items())}", set_keys=keys)
+    assert cache.computed == 2  # no detector fitted again
+    assert sorted(scored) == [("knn", "near: shifted"), ("msp", "near: shifted")]  # only the new set is scored
+    for det in dets:
+        np.testing.assert_array_equal(second.scores[det]["far: novel"], first.scores[det]["far: novel"])
+    fresh = run_suite(train_outputs, sets, "ID", dets)
+    for det in dets:
+        for name in sets:
+            np.testing.assert_array_equal(second.scores[det][name], fresh.scores[det][name])
+    # another parameter value is another fit
+    run_suite(train_outputs, sets, "ID", {"knn": {"k": 3}}, cache=cache,
+              cache_key=lambda d, p: f"{d}{sorted(p.items())}", set_keys=keys)
+    assert cache.computed == 3
