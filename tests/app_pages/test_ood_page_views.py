@@ -464,17 +464,8 @@ def test_convention_applies_at_once_and_changed_settings_are_flagged():
 
 
 # ---------------------------------------------------------------- 11. adding a set reuses fitted detectors
-def test_adding_an_ood_set_scores_only_that_set(monkeypatch):
-    import core.ood.suite as suite
-
-    scored = []
-    real = suite._score_set
-
-    def counting(det, name, es):
-        scored.append((det.spec.id, name))
-        return real(det, name, es)
-
-    monkeypatch.setattr(suite, "_score_set", counting)
+def test_adding_an_ood_set_scores_only_that_set(scored_sets):
+    scored = scored_sets
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.run()
     at.multiselect(key="ood_sets").set_value(SHAPES_SETS[:1])

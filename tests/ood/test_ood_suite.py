@@ -165,17 +165,8 @@ def test_with_convention_recomputes_the_metrics_from_the_same_scores(train_outpu
     assert not np.allclose(other.table["fpr95"], result.table["fpr95"])  # the conventions differ on this data
 
 
-def test_a_fitted_detector_scores_only_the_sets_it_has_not_seen(train_outputs, sets, monkeypatch):
-    import core.ood.suite as suite
-
-    scored = []
-    real = suite._score_set
-
-    def counting(det, name, es):
-        scored.append((det.spec.id, name))
-        return real(det, name, es)
-
-    monkeypatch.setattr(suite, "_score_set", counting)
+def test_a_fitted_detector_scores_only_the_sets_it_has_not_seen(train_outputs, sets, scored_sets):
+    scored = scored_sets
     cache = DictCache()
     keys = {name: f"spec of {name}" for name in sets}
     dets = {"msp": {}, "knn": {"k": 5}}
