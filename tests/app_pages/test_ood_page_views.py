@@ -93,10 +93,9 @@ def _table_page(seed=0) -> AppTest:
     return at
 
 
-@pytest.fixture(scope="module")
-def npz():
-    """.npz workspace (model kind "none"), one uploaded near-OOD set, four array detectors."""
-    at = _npz_page()
+def _npz_run(digest="views") -> AppTest:
+    """.npz workspace (model kind "none"), one uploaded near-OOD set, four array detectors, run once."""
+    at = _npz_page(digest=digest)
     at.multiselect(key="ood_detectors").set_value(NPZ_DETECTORS)
     at.file_uploader(key="ood_upload").set_value(("near.npz", _npz(300, 16, seed=1, scale=0.5),
                                                   "application/octet-stream"))
@@ -106,6 +105,11 @@ def npz():
     result = at.session_state["ood_result"]
     assert result.detectors == NPZ_DETECTORS and not result.errors, result.errors
     return at
+
+
+@pytest.fixture(scope="module")
+def npz():
+    return _npz_run()
 
 
 @pytest.fixture(scope="module")
@@ -431,13 +435,7 @@ def test_changing_detectors_and_running_again_reuses_the_model_outputs(monkeypat
 
 # ---------------------------------------------------------------- 10. convention and stale settings
 def test_convention_applies_at_once_and_changed_settings_are_flagged():
-    at = _npz_page(digest="stale")
-    at.multiselect(key="ood_detectors").set_value(NPZ_DETECTORS)
-    at.file_uploader(key="ood_upload").set_value(("near.npz", _npz(300, 16, seed=1, scale=0.5),
-                                                  "application/octet-stream"))
-    at.run()
-    at.button(key="ood_run").click().run()
-    assert not at.exception, at.exception
+    at = _npz_run(digest="stale")
 
     def stale():
         return any("changed since these results" in i.value for i in at.info)
