@@ -255,6 +255,24 @@ def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, 
 TABLE_METRICS = {"auroc": "AUROC", "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out", "fpr95": "FPR@95"}
 
 
+def summary_labels(cols: list[str]) -> dict:
+    """Readable headers for the summary table (the data and the CSV keep the snake_case names)."""
+    fixed = {"detector": ("id", "The detector's id in core.ood"), "name": ("detector", None),
+             "sets": ("sets", "How many OOD sets the detector scored"),
+             "fit_s": ("fit s", "Seconds to fit"), "score_s": ("score s", "Seconds to score every set")}
+    config = {}
+    for c in cols:
+        if c in fixed:
+            label, help_ = fixed[c]
+        else:
+            key, _, group = c.rpartition("_")
+            label = f"{TABLE_METRICS.get(key, key)} {'mean' if group == 'mean' else group}"
+            help_ = ("Mean over the OOD sets" if group == "mean" else f"Mean over the {group} OOD sets") + \
+                (" (lower is better)" if key == "fpr95" else " (higher is better)")
+        config[c] = st.column_config.Column(label, help=help_)
+    return config
+
+
 def results_table(result: SuiteResult) -> None:
     summary = result.summary()
     if summary.empty:
@@ -274,7 +292,7 @@ def results_table(result: SuiteResult) -> None:
     lower = [c for c in cols if c.startswith("fpr95")]
     styled = (summary.style.format(precision=3, na_rep="—")
               .highlight_max(subset=higher, color="#c6f6d5").highlight_min(subset=lower, color="#c6f6d5"))
-    st.dataframe(styled, width="stretch", hide_index=True)
+    st.dataframe(styled, width="stretch", hide_index=True, column_config=summary_labels(cols))
     if left_out:
         missed = "; ".join(f"'{name}' (not scored by {', '.join(ood.spec(d).name for d in dets)})"
                            for name, dets in left_out.items())
@@ -282,7 +300,7 @@ def results_table(result: SuiteResult) -> None:
                    f"like with like. Left out: {missed}. The per-set table below has their values.")
     st.caption("Sorted by the chosen metric's mean over the OOD sets (best first); the best value in each column is "
                "highlighted (highest AUROC and AUPR, lowest FPR@95). Click a column header to sort. sets is the number "
-               "of OOD sets the detector scored; fit_s and score_s are seconds for fitting and for scoring every set. "
+               "of OOD sets the detector scored; fit s and score s are seconds for fitting and for scoring every set. "
                f"FPR@95 follows the {result.convention} convention. The summary CSV below has every metric per group.")
     with st.expander("Every detector on every OOD set"):
         st.dataframe(result.table.style.format(precision=3), width="stretch", hide_index=True)
@@ -333,10 +351,10 @@ def auroc_heatmap(result: SuiteResult):
     z = np.full((len(dets), len(sets)), np.nan)
     for _, r in t.iterrows():
         z[dets.index(r["detector"]), sets.index(r["ood_set"])] = r["auroc"]
-    # chance (0.5) sits mid-scale; worse-than-chance cells keep their own shade down to the lowest value
-    low = float(np.nanmin(z)) if np.isfinite(z).any() else 0.5
+    # the colours span chance (0.5) to perfect; every cell prints its value, so worse-than-chance cells
+    # (all the same red) still read apart, while 0.7 vs 0.95 keeps its contrast
     return viz.heatmap_table(z, [ood.spec(d).name for d in dets], sets, title="AUROC per detector and OOD set",
-                             zmin=min(0.5, low), zmax=1.0, colorbar_title="AUROC")
+                             zmin=0.5, zmax=1.0, colorbar_title="AUROC")
 
 
 def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:

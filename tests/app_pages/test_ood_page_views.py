@@ -479,3 +479,14 @@ def test_adding_an_ood_set_scores_only_that_set(scored_sets):
     assert not at.exception, at.exception
     assert sorted(scored) == [("mahalanobis", SHAPES_SETS[1]), ("msp", SHAPES_SETS[1])]
     assert set(at.session_state["ood_result"].table["ood_set"]) == set(SHAPES_SETS)
+
+
+def test_summary_headers_are_readable():
+    from ui.ood import summary_labels
+
+    cols = ["detector", "name", "auroc_mean", "auroc_near", "aupr_in_mean", "fpr95_far", "sets", "fit_s", "score_s"]
+    labels = {c: cfg["label"] for c, cfg in summary_labels(cols).items()}
+    assert labels == {"detector": "id", "name": "detector", "auroc_mean": "AUROC mean", "auroc_near": "AUROC near",
+                      "aupr_in_mean": "AUPR-In mean", "fpr95_far": "FPR@95 far", "sets": "sets", "fit_s": "fit s",
+                      "score_s": "score s"}
+    assert "lower is better" in summary_labels(["fpr95_mean"])["fpr95_mean"]["help"]
