@@ -151,8 +151,9 @@ def param_controls(det: str, caps: dict[str, int] | None = None) -> dict:
             values[p.name] = st.selectbox(p.name, list(p.choices), index=list(p.choices).index(p.default), key=key,
                                           help=p.help)
         elif p.type == "int":
-            high = min(int(p.high), caps[p.name]) if p.high is not None and p.name in caps else \
-                caps.get(p.name, None if p.high is None else int(p.high))
+            high = None if p.high is None else int(p.high)
+            if p.name in caps:
+                high = caps[p.name] if high is None else min(high, caps[p.name])
             v = st.number_input(label, min_value=int(p.low) if p.low is not None else None, max_value=high,
                                 value=None if p.default is None else int(p.default), step=1, key=key, help=p.help)
             values[p.name] = None if v is None else int(v)
@@ -490,8 +491,4 @@ def export(result: SuiteResult, ws: dict) -> None:
         already = len(per_set) - added
         st.success(f"Kept {added} distributions of {name}"
                    + (f" ({already} were already kept)" if already else "") + "; see the Importance page.")
-        try:
-            st.page_link("pages/9_Importance_distributions.py", label="Open the Importance page",
-                         icon=":material/bar_chart:")
-        except st.errors.StreamlitAPIException:  # a page run on its own (AppTest) knows no other pages
-            pass
+        wsp.page_link("pages/9_Importance_distributions.py", "Open the Importance page", ":material/bar_chart:")

@@ -240,15 +240,20 @@ def page_header(title: str, caption: str, icon: str) -> None:
     sidebar_summary()
 
 
+def page_link(path: str, label: str, icon: str | None = None) -> None:
+    """A link to another page; nothing when the page runs on its own (AppTest knows no other pages)."""
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        pass
+
+
 def sidebar_summary() -> None:
     """Labelled page links and the current workspace, on every page."""
     ws = get()
     with st.sidebar:
         for path, label, icon in NAVIGATION:
-            try:
-                st.page_link(path, label=label, icon=icon)
-            except StreamlitAPIException:  # a page run on its own (AppTest) knows no other pages
-                pass
+            page_link(path, label, icon)
         st.divider()
         st.caption("Workspace")
         st.markdown(f"**Model:** {describe_model(ws['model'])}  \n**Data:** {describe_data(ws['data'])}")

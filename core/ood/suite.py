@@ -87,7 +87,6 @@ class SuiteResult:
                              **{k: m[k] for k in METRIC_KEYS}})
         cols = ["detector", "ood_set", "group", *METRIC_KEYS]
         self.table = pd.DataFrame(rows, columns=cols)
-        self._summary = None
         return self.table
 
     def summary(self) -> pd.DataFrame:
@@ -152,7 +151,7 @@ def _fit_entry(det_name: str, params: dict, fit_out: ModelOutputs, model,
                                  "so if the model was trained on it the calibration is optimistic")
     elif spec.requires_fit or spec.class_conditional:
         det.info["fitted on"] = f"the fit set ({len(fit_out)} samples)"
-    return {"detector": det, "fit_s": fit_s, "info": dict(det.info), "params": dict(det.params), "scores": {}}
+    return {"detector": det, "fit_s": fit_s, "params": dict(det.params), "scores": {}}
 
 
 def _score_set(det, name: str, es: EvalSet) -> tuple[np.ndarray | None, str | None, float]:
@@ -243,7 +242,7 @@ def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str,
             continue
         result.scores[det_name] = scores
         result.params[det_name] = entry["params"]
-        result.info[det_name] = entry["info"]
+        result.info[det_name] = dict(entry["detector"].info)  # after scoring: some detectors note facts then
         result.fit_seconds[det_name] = entry["fit_s"]
         result.score_seconds[det_name] = score_s
         for set_name, msg in set_errors.items():

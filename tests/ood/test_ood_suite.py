@@ -188,3 +188,12 @@ def test_a_fitted_detector_scores_only_the_sets_it_has_not_seen(train_outputs, s
     run_suite(train_outputs, sets, "ID", {"knn": {"k": 3}}, cache=cache,
               cache_key=lambda d, p: f"{d}{sorted(p.items())}", set_keys=keys)
     assert cache.computed == 3
+
+
+def test_facts_a_detector_notes_while_scoring_reach_the_result(train_outputs, sets):
+    cache = DictCache()
+    for _ in range(2):  # fresh, then from the cache
+        result = run_suite(train_outputs, sets, "ID", {"gen": {}, "knn": {"k": 5}}, cache=cache,
+                           cache_key=lambda d, p: f"{d}{sorted(p.items())}")
+        assert result.info["gen"]["top_m"] == train_outputs.num_classes  # GEN notes M when it scores
+        assert "fitted on" in result.info["knn"]
