@@ -1,6 +1,7 @@
 """Numerically careful statistics shared by the feature-space detectors (float64 throughout)."""
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,16 +30,14 @@ def centred64(x: np.ndarray, center: np.ndarray) -> torch.Tensor:
 
 
 _BLAS_LOCK = threading.Lock()
-_BLAS_CONTROL = []
 
 
+@functools.cache
 def _blas_controller():
     """threadpoolctl's view of NumPy's BLAS, made once (it scans the loaded libraries)."""
-    if not _BLAS_CONTROL:
-        from threadpoolctl import ThreadpoolController
+    from threadpoolctl import ThreadpoolController
 
-        _BLAS_CONTROL.append(ThreadpoolController())
-    return _BLAS_CONTROL[0]
+    return ThreadpoolController()
 
 
 def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
