@@ -6,90 +6,22 @@ result is cached; detectors, metrics and plots then work on arrays only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from core.outputs import ExtractError, ModelOutputs
 
-class ExtractError(ValueError):
-    """Raised when a model cannot be run on a dataset; the message is meant for the user."""
+#: runners for models that are not torch modules: (predicate, run(model, dataset, progress)) pairs,
+#: registered by the module that defines the model type (core.models.tabular registers its own)
+_RUNNERS: list[tuple[Callable[[Any], bool], Callable]] = []
 
 
-@dataclass
-class ModelOutputs:
-    """What one model produced on one dataset. Arrays are float32 numpy (labels/preds int64).
-
-    ``logits [N,C]``, ``features [N,D]`` (penultimate, pre-head), ``labels [N]`` or None,
-    ``preds [N]``, ``head_weight [C,D]`` and ``head_bias [C]`` (None when the model has no
-    linear head, e.g. a random forest). ``class_names`` names the C logits.
-    """
-
-    logits: np.ndarray
-    features: np.ndarray | None
-    labels: np.ndarray | None
-    preds: np.ndarray
-    head_weight: np.ndarray | None = None
-    head_bias: np.ndarray | None = None
-    class_names: list[str] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        self.logits = np.asarray(self.logits, np.float32)
-        if self.logits.ndim != 2:
-            raise ExtractError(f"logits must be a 2-D array [N, C], got shape {self.logits.shape}.")
-        n = len(self.logits)
-        if self.features is not None:
-            self.features = np.asarray(self.features, np.float32)
-            if self.features.ndim != 2 or len(self.features) != n:
-                raise ExtractError(f"features must be [N, D] with N = {n} (the number of logits), got {self.features.shape}.")
-        if self.labels is not None:
-            self.labels = np.asarray(self.labels).astype(np.int64)
-            if self.labels.shape != (n,):
-                raise ExtractError(f"labels must be [N] with N = {n}, got {self.labels.shape}.")
-        self.preds = np.asarray(self.preds).astype(np.int64)
-        if self.head_weight is not None:
-            self.head_weight = np.asarray(self.head_weight, np.float32)
-            self.head_bias = (np.zeros(len(self.head_weight), np.float32) if self.head_bias is None
-                              else np.asarray(self.head_bias, np.float32))
-            if self.features is not None and self.head_weight.shape != (self.logits.shape[1], self.features.shape[1]):
-                raise ExtractError(
-                    f"head_weight must be [C, D] = [{self.logits.shape[1]}, {self.features.shape[1]}], got {self.head_weight.shape}.")
-
-    def __len__(self) -> int:
-        return len(self.logits)
-
-    @property
-    def num_classes(self) -> int:
-        return self.logits.shape[1]
-
-    @property
-    def has_features(self) -> bool:
-        return self.features is not None
-
-    @property
-    def has_head(self) -> bool:
-        return self.head_weight is not None
-
-    def accuracy(self) -> float | None:
-        """Top-1 accuracy over samples with a label in range (labels of -1 are OOD and skipped)."""
-        if self.labels is None:
-            return None
-        ok = (self.labels >= 0) & (self.labels < self.num_classes)
-        if not ok.any():
-            return None
-        return float((self.preds[ok] == self.labels[ok]).mean())
-
-    def subset(self, index) -> ModelOutputs:
-        index = np.asarray(index)
-        return ModelOutputs(
-            logits=self.logits[index], features=None if self.features is None else self.features[index],
-            labels=None if self.labels is None else self.labels[index], preds=self.preds[index],
-            head_weight=self.head_weight, head_bias=self.head_bias, class_names=list(self.class_names),
-            meta=dict(self.meta),
-        )
+def register_runner(accepts: Callable[[Any], bool], runner: Callable) -> None:
+    """Let :func:`run` handle models for which ``accepts(model)`` is true with ``runner(model, dataset, progress=)``."""
+    _RUNNERS.append((accepts, runner))
 
 
 def preprocess(images: np.ndarray, card: dict) -> torch.Tensor:
@@ -128,9 +60,13 @@ def run(model, dataset, batch_size: int = 64, progress: Callable[[float, str], N
     if batch_size < 1:
         raise ExtractError(f"batch_size must be at least 1, got {batch_size}.")
     if not isinstance(model, nn.Module):
-        from core.models.tabular import run_tabular
-
-        return run_tabular(model, dataset, progress=progress)
+        if not _RUNNERS:
+            import core.models.tabular  # noqa: F401  (registers the scikit-learn runner)
+        for accepts, runner in _RUNNERS:
+            if accepts(model):
+                return runner(model, dataset, progress=progress)
+        raise ExtractError(f"No runner for a model of type {type(model).__name__}: expected a torch module or a "
+                           "tabular model from core.models.tabular.train_tabular.")
     if dataset.images is None:
         raise ExtractError(f"The model '{getattr(model, 'card', {}).get('name', 'model')}' needs images, "
                            f"but dataset '{dataset.name}' is a {dataset.kind}.")
@@ -161,3 +97,6 @@ def run(model, dataset, batch_size: int = 64, progress: Callable[[float, str], N
         head_weight=head_w, head_bias=head_b, class_names=list(card.get("class_names", [])),
         meta={"model": card.get("name", type(model).__name__), "data": dataset.name},
     )
+
+
+__all__ = ["ExtractError", "ModelOutputs", "features_and_logits", "preprocess", "register_runner", "run"]

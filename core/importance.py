@@ -14,7 +14,8 @@ from scipy import stats
 
 @dataclass
 class Importance:
-    """``values`` (float64, any shape, first axis = the units or a batch of maps), ``unit`` (e.g.
+    """``values`` (float32 or float64 as given, never copied; any shape, first axis = the units or a
+    batch of maps), ``unit`` (e.g.
     "sample", "token", "pixel", "feature", "mechanism"), optional ``names`` of the units, and
     ``provenance`` (analysis, method, parameters, model, data).
 
@@ -31,7 +32,10 @@ class Importance:
     def __post_init__(self):
         if self.scale not in ("mass", "score"):
             raise ValueError(f"scale must be 'mass' or 'score', got {self.scale!r}.")
-        self.values = np.asarray(self.values, np.float64)
+        values = np.asarray(self.values)
+        # keep the source's floating dtype (float32 attribution maps stay float32) and never copy them;
+        # anything else (ints, bools, objects) becomes float64
+        self.values = values if values.dtype in (np.float32, np.float64) else values.astype(np.float64)
         if self.names is not None and len(self.names) != self.values.shape[-1] and len(self.names) != len(self.values):
             raise ValueError(f"{len(self.names)} names for {self.values.shape} values.")
 
@@ -41,14 +45,18 @@ class Importance:
         parts = [p.get("analysis"), p.get("method"), p.get("data")]
         return " · ".join(str(x) for x in parts if x)
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes)
+
     def flat(self) -> np.ndarray:
         v = self.values.ravel()
         return v[np.isfinite(v)]
 
     def summary(self) -> dict[str, float]:
         """Distribution statistics: mean, std, quantiles, and the Gini (sparseness) and entropy of |v|
-        (NaN for ``scale="score"``: shifting a score's zero would change them)."""
-        v = self.flat()
+        (NaN for ``scale="score"``: shifting a score's zero would change them). Computed in float64."""
+        v = self.flat().astype(np.float64, copy=False)
         if v.size == 0:
             return {"n": 0}
         n = v.size

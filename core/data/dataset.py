@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """Raised when data cannot be loaded or validated; the message is meant for the user."""
 
 

@@ -17,6 +17,8 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file
 from torch import nn
 
+from core.errors import UserError
+
 from .zoo import build_architecture
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "models"
@@ -24,7 +26,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """Raised when a model cannot be built or loaded; the message is meant for the user."""
 
 
@@ -80,7 +82,14 @@ def load_from_dir(path: Path, source: str | None = None) -> nn.Module:
         raise ModelError(f"The model card {path / 'card.json'} has no 'architecture' entry.")
     card.setdefault("name", path.name)
     _complete_card(card, source or f"folder: {path}")
-    model = build_architecture(card["architecture"])
+    try:
+        model = build_architecture(card["architecture"])
+    except ModelError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError) as e:  # the card's entry is the input here
+        raise ModelError(f"The model card {path / 'card.json'} describes an architecture that cannot be built "
+                         f"({type(e).__name__}: {e}). Expected 'architecture': {{'family': 'timm', 'timm_name': ..., "
+                         "'kwargs': {...}} or the family of a shipped model.") from e
     try:
         state = load_file(str(path / "model.safetensors"))
     except (SafetensorError, OSError) as e:

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from core.outputs import ExtractError, ModelOutputs
+
 from .registry import ModelError
 
 _KINDS = ("logistic-regression", "gradient-boosting", "random-forest", "mlp")
@@ -315,7 +317,6 @@ def run_tabular(model: TabularModel, dataset, progress: Callable[[float, str], N
     The dataset must have every feature column the model was trained on (extra columns are
     ignored and listed in ``meta["ignored_columns"]``); columns are matched by name.
     """
-    from core.extract import ExtractError, ModelOutputs
 
     if not isinstance(model, TabularModel):
         raise ExtractError(f"Expected a torch model or a TabularModel from train_tabular, got {type(model).__name__}.")
@@ -358,3 +359,12 @@ def run_tabular(model: TabularModel, dataset, progress: Callable[[float, str], N
         meta={"model": model.card.get("name", model.kind), "data": dataset.name, "kind": model.kind,
               "ignored_columns": extra},
     )
+
+
+def _register_runner() -> None:
+    from core.extract import register_runner
+
+    register_runner(lambda model: isinstance(model, TabularModel), run_tabular)
+
+
+_register_runner()

@@ -31,33 +31,27 @@ Design
 """
 from __future__ import annotations
 
-from core.extract import ModelOutputs
+from core.outputs import ModelOutputs
+from core.spec import Capabilities
 
 from . import feature, logit, model_based, paper, shaping  # noqa: F401  (register the detectors)
 from .base import REGISTRY, Detector, DetectorSpec, NotFittedError, OODError, ParamSpec, class_assignment, missing_reason
 from .metrics import CONVENTIONS, metrics, roc_curve
 from .shaping import shape_features
 
-_ORDER = ("msp", "maxlogit", "energy", "entropy", "gen", "tempscale", "klm", "mahalanobis", "rmds", "knn", "vim",
-          "residual", "she", "nnguide", "fdbd", "react", "ash-p", "ash-b", "ash-s", "scale", "dice", "odin",
-          "gradnorm", "wdiscood", "conjnorm")
-
 
 def available() -> list[str]:
     """Ids of every registered detector, in a stable display order."""
-    return [k for k in _ORDER if k in REGISTRY] + sorted(k for k in REGISTRY if k not in _ORDER)
+    return REGISTRY.available()
 
 
 def spec(name: str) -> DetectorSpec:
     """The registry entry of ``name``: id, name, group, description, reference, needs, params, ..."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise OODError(f"Unknown OOD detector {name!r}; available: {', '.join(available())}.") from None
+    return REGISTRY.spec(name)
 
 
 def specs() -> list[DetectorSpec]:
-    return [REGISTRY[k] for k in available()]
+    return REGISTRY.specs()
 
 
 def create(name: str, model=None, **params) -> Detector:
@@ -69,6 +63,20 @@ def create(name: str, model=None, **params) -> Detector:
     return s.cls(model=model, **params)
 
 
+def capabilities(outputs: ModelOutputs | None, has_model: bool = False, has_inputs: bool = True) -> Capabilities:
+    """What a run offers the detectors: the fit outputs, a torch model, the input images; the facts
+    bound parameters (``feature_dim``: ViM's principal space must leave a residual)."""
+    facts = {"outputs": outputs, "has_model": has_model, "has_inputs": has_inputs}
+    if outputs is not None and outputs.features is not None:
+        facts["feature_dim"] = int(outputs.features.shape[1])
+    return Capabilities(has=frozenset(REGISTRY.needs), facts=facts)
+
+
+def param_bounds(name: str, outputs: ModelOutputs | None) -> dict[str, float]:
+    """Upper bounds the data sets on detector ``name``'s parameters (e.g. ViM's ``dim`` < D)."""
+    return spec(name).bounds(capabilities(outputs).facts)
+
+
 def unavailable_reason(name: str, outputs: ModelOutputs | None, has_model: bool = False,
                        has_inputs: bool = True) -> str | None:
     """Why detector ``name`` cannot run on ``outputs`` (the workspace's fit/training outputs), or None.
@@ -77,7 +85,12 @@ def unavailable_reason(name: str, outputs: ModelOutputs | None, has_model: bool 
     least two classes, and for ODIN that a torch model (``has_model``) and the input images
     (``has_inputs``) are at hand.
     """
-    s = spec(name)
+    return REGISTRY.unavailable_reason(name, capabilities(outputs, has_model, has_inputs))
+
+
+def _unavailable(s: DetectorSpec, caps: Capabilities) -> str | None:
+    """The registry's check: the detector-specific reasons behind :func:`unavailable_reason`."""
+    outputs, has_model, has_inputs = caps.facts.get("outputs"), caps.facts.get("has_model"), caps.facts.get("has_inputs", True)
     if "model" in s.needs and not has_model:
         return (f"{s.name} perturbs the input images and re-runs the network, so it needs a loaded torch model; "
                 "these outputs come without one (e.g. an uploaded .npz or a scikit-learn model).")
@@ -93,7 +106,7 @@ def unavailable_reason(name: str, outputs: ModelOutputs | None, has_model: bool 
         if labels is None or not ((labels >= 0) & (labels < outputs.num_classes)).any():
             return f"{s.name} fits on class labels, and the fit outputs have none (set a fixed temperature instead)."
     if s.class_conditional:
-        y, source = class_assignment(outputs) if name != "klm" else (outputs.logits.argmax(1), "predictions")
+        y, source = class_assignment(outputs) if s.id != "klm" else (outputs.logits.argmax(1), "predictions")
         if len(set(y[y >= 0].tolist())) < 2:
             return f"{s.name} builds per-class statistics, but the fit set's {source} contain fewer than 2 classes."
     return None
@@ -124,8 +137,10 @@ __all__ = [
     "ParamSpec",
     "assumption_notes",
     "available",
+    "capabilities",
     "create",
     "metrics",
+    "param_bounds",
     "roc_curve",
     "shape_features",
     "spec",

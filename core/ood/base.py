@@ -1,29 +1,31 @@
-"""Detector base class, parameter/detector specs, the registry and input validation.
+"""Detector base class, the detector spec and registry, and input validation.
 
-Every detector is a class registered with :func:`register`; its docstring is the description
-the UI shows (what it computes, the formula, the paper), and its :class:`ParamSpec` tuple is
-what the UI turns into controls.
+Every detector is a class registered with :func:`register` in :data:`REGISTRY` (a
+:class:`core.spec.Registry`, shared machinery of every analysis module); its docstring is the
+description the UI shows (what it computes, the formula, the paper), and its
+:class:`~core.spec.ParamSpec` tuple is what the UI turns into controls.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from core.extract import ModelOutputs
+from core.errors import UserError
+from core.outputs import ModelOutputs
+from core.spec import Capabilities, MethodSpec, ParamSpec, Registry  # noqa: F401  (ParamSpec: re-exported)
 
 #: Everything a detector can need. "labels": class labels on the *fit* set. "model": a torch
 #: model (passed to ``create(..., model=)``). "inputs": the preprocessed input images at score time.
 NEEDS = ("logits", "features", "head", "labels", "model", "inputs")
 GROUPS = ("logit", "feature", "shaping", "model", "paper")
+ASSUMPTIONS = ("nonnegative-features",)
 
 
-class OODError(ValueError):
+class OODError(UserError):
     """A detector or metric was given something it cannot use; the message is meant for the user."""
 
 
@@ -32,116 +34,44 @@ class NotFittedError(OODError):
 
 
 @dataclass(frozen=True)
-class ParamSpec:
-    """One detector parameter, enough for a UI to build a control and validate the value.
+class DetectorSpec(MethodSpec):
+    """What the UI needs to know about a detector without instantiating it (a :class:`MethodSpec`
+    with the facts of fitting)."""
 
-    ``type`` is "int", "float", "bool" or "choice". ``low``/``high`` bound numbers (inclusive).
-    ``optional`` means ``None`` is accepted and means "automatic" (``help`` says what that picks).
-    ``log`` suggests a log-scaled slider.
-    """
-
-    name: str
-    default: Any
-    type: str
-    help: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple = ()
-    optional: bool = False
-    log: bool = False
-
-    def validate(self, value: Any, detector: str) -> Any:
-        where = f"{detector}: parameter '{self.name}'"
-        if value is None:
-            if self.optional:
-                return None
-            raise OODError(f"{where} may not be None.")
-        if self.type == "bool":
-            if not isinstance(value, (bool, np.bool_)):
-                raise OODError(f"{where} must be True or False, got {value!r}.")
-            return bool(value)
-        if self.type == "choice":
-            if value not in self.choices:
-                raise OODError(f"{where} must be one of {', '.join(map(repr, self.choices))}, got {value!r}.")
-            return value
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise OODError(f"{where} must be a number, got {value!r}.")
-        if self.type == "int":
-            if float(value) != int(value):
-                raise OODError(f"{where} must be a whole number, got {value!r}.")
-            value = int(value)
-        else:
-            value = float(value)
-            if not math.isfinite(value):
-                raise OODError(f"{where} must be finite, got {value!r}.")
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            raise OODError(f"{where} must be in [{self.low}, {self.high}], got {value!r}.")
-        return value
-
-
-@dataclass(frozen=True)
-class DetectorSpec:
-    """What the UI needs to know about a detector without instantiating it."""
-
-    id: str
-    name: str
-    group: str
-    description: str  # markdown: what it computes, the formula, the paper
-    reference: str  # short citation
-    needs: frozenset[str]
-    params: tuple[ParamSpec, ...] = ()
     requires_fit: bool = False  # fit() learns statistics from the (ID training) outputs
     class_conditional: bool = False  # per-class statistics: the fit set needs >= 2 classes
     #: "fit": fitted on the fit set (typically the ID training split); "validation": calibrated on held-out
     #: ID data when the caller has some (run_suite's ``validation``), as TempScale's T is (Guo et al.)
     fit_on: str = "fit"
-    #: what the method takes for granted about the data, checked by ``core.ood.assumption_notes``:
-    #: "nonnegative-features" = post-ReLU (CNN-like) penultimate features
-    assumes: tuple[str, ...] = ()
-    cls: type | None = field(default=None, repr=False, compare=False)
 
     @property
-    def defaults(self) -> dict[str, Any]:
-        return {p.name: p.default for p in self.params}
-
-    def param(self, name: str) -> ParamSpec:
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+    def cls(self) -> type:
+        return self.impl
 
 
-REGISTRY: dict[str, DetectorSpec] = {}
+def _check_detector(spec: DetectorSpec, caps: Capabilities) -> str | None:
+    from . import _unavailable  # the detector-specific reasons (needs the outputs themselves)
+
+    return _unavailable(spec, caps)
 
 
-ASSUMPTIONS = ("nonnegative-features",)
+#: every detector, in the registry shared by all analysis modules (core.spec)
+REGISTRY: Registry[DetectorSpec] = Registry(
+    "OOD", noun="detector", error=OODError, groups=GROUPS, needs=NEEDS, assumptions=ASSUMPTIONS,
+    order=("msp", "maxlogit", "energy", "entropy", "gen", "tempscale", "klm", "mahalanobis", "rmds", "knn", "vim",
+           "residual", "she", "nnguide", "fdbd", "react", "ash-p", "ash-b", "ash-s", "scale", "dice", "odin",
+           "gradnorm", "wdiscood", "conjnorm"),
+    check=_check_detector, spec_type=DetectorSpec)
 
 
 def register(id: str, name: str, group: str, needs, reference: str, params=(), requires_fit: bool = False,
-             class_conditional: bool = False, fit_on: str = "fit", assumes: tuple[str, ...] = ()):
+             class_conditional: bool = False, fit_on: str = "fit", assumes: tuple[str, ...] = (),
+             slow: str | None = None):
     """Class decorator: register a :class:`Detector` subclass under ``id``; its docstring is the description."""
-    if group not in GROUPS:
-        raise ValueError(f"unknown group {group!r}")
-    unknown = set(needs) - set(NEEDS)
-    if unknown:
-        raise ValueError(f"unknown needs {unknown}")
     if fit_on not in ("fit", "validation"):
         raise ValueError(f"fit_on must be 'fit' or 'validation', got {fit_on!r}")
-    if set(assumes) - set(ASSUMPTIONS):
-        raise ValueError(f"unknown assumptions {set(assumes) - set(ASSUMPTIONS)}")
-
-    def deco(cls):
-        spec = DetectorSpec(id=id, name=name, group=group, description=inspect.cleandoc(cls.__doc__ or ""),
-                            reference=reference, needs=frozenset(needs), params=tuple(params),
-                            requires_fit=requires_fit, class_conditional=class_conditional, fit_on=fit_on,
-                            assumes=tuple(assumes), cls=cls)
-        if id in REGISTRY:
-            raise ValueError(f"detector {id!r} registered twice")
-        REGISTRY[id] = spec
-        cls.spec = spec
-        return cls
-
-    return deco
+    return REGISTRY.register(id, name, group, needs, reference, params=params, requires_fit=requires_fit,
+                             class_conditional=class_conditional, fit_on=fit_on, assumes=tuple(assumes), slow=slow)
 
 
 # ---------------------------------------------------------------------------- validation helpers
@@ -221,13 +151,7 @@ class Detector:
     def __init__(self, model=None, **params):
         spec = self.spec
         extra = {k: params.pop(k) for k in list(params) if k in self._extra_kwargs}
-        unknown = sorted(set(params) - {p.name for p in spec.params})
-        if unknown:
-            valid = ", ".join(p.name for p in spec.params) or "none"
-            raise OODError(f"{spec.name} has no parameter(s) {', '.join(map(repr, unknown))}; valid parameters: {valid}.")
-        self.params: dict[str, Any] = {}
-        for p in spec.params:
-            self.params[p.name] = p.validate(params.get(p.name, p.default), spec.name)
+        self.params: dict[str, Any] = spec.validate_params(params, OODError)
         self.model = model
         self.extra = extra
         self.info: dict[str, Any] = {}

@@ -220,7 +220,9 @@ def vim_principal_dim(d: int) -> int:
 
 
 _DIM = ParamSpec("dim", None, "int", "Principal-space dimension kept; the residual is the rest. Auto = 1000 "
-                 "for D ≥ 2048, 512 for D ≥ 768, else D/2 (capped at D−1).", low=1, high=100_000, optional=True)
+                 "for D ≥ 2048, 512 for D ≥ 768, else D/2 (capped at D−1).", low=1, high=100_000, optional=True,
+                 # the principal space must leave a residual: dim < D
+                 bound=lambda facts: facts["feature_dim"] - 1 if facts.get("feature_dim", 0) > 1 else None)
 
 
 class _ResidualSpace(Detector):
