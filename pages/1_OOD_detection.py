@@ -2,6 +2,8 @@
 import streamlit as st
 
 import core.ood as ood
+from core.ood import workflow
+from core.ood.workflow import OODRequest
 from ui import ood as ui_ood
 from ui import workspace as wsp
 
@@ -10,10 +12,9 @@ wsp.page_header("Out-of-distribution detection",
                 "head or gradients. Fit on the ID training split, score the ID test set and each OOD set.", ":material/radar:")
 
 ws = wsp.get()
-try:
+with wsp.guard("The workspace could not be loaded; fix it on the home page") as ok:
     _, model, dataset, outputs = wsp.current()
-except wsp.USER_ERRORS as e:
-    wsp.show_error(e, "The workspace could not be loaded; fix it on the home page")
+if not ok[0]:
     st.stop()
 
 cands = ui_ood.candidate_sets(ws)
@@ -30,13 +31,10 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
         up = st.file_uploader("Your ID set (" + ", ".join(f".{k}" for k in kinds) + ")", type=kinds,
                               key="ood_id_upload")
         if up is not None:
-            try:
+            with wsp.guard("This ID set cannot be used"):
                 id_upload = ui_ood.id_upload_spec(up.name, up.getvalue(), dataset)
-            except wsp.USER_ERRORS as e:
-                wsp.show_error(e, "This ID set cannot be used")
     c1, c2 = st.columns([2, 1])
-    default_sets = [s for s in (ui_ood.DEFAULT_TABLE_SETS if is_table else ui_ood.DEFAULT_SETS) if s in cands] \
-        or list(cands)[:4]
+    default_sets = workflow.default_sets(cands, is_table)
     set_help = ("Synthetic rows made from the training split (ADBench's families): "
                 + "; ".join(f"{k}: {v['help']}" for k, v in cands.items() if "help" in v) + "."
                 if is_table else "near: held-out shapes; shift: the Shapes world with one mechanism changed; "
@@ -60,7 +58,7 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
     else:
         n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, 2000, step=100, key="ood_n_fit"))
     val_note = (" TempScale and KL matching calibrate on as many samples of the held-out validation split."
-                if ui_ood.validation_spec(ws, 1) is not None else "")
+                if workflow.validation_spec(ws, 1) is not None else "")
     id_note = ("your uploaded ID set" if id_choice == "upload" else f"the workspace's {len(dataset)} samples")
     c2.caption(f"Evaluation: {id_note}, and the workspace's number of samples per built-in OOD set.{val_note}")
     if is_table:
@@ -71,38 +69,29 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
                                   key="ood_upload")
     uploads = {}
     if upload is not None:
-        name = f"upload: {upload.name}"
-        options = {"unlabelled": True} if wsp.is_table_file(upload.name) else {}
-        uploads[name] = {"group": "upload", "spec": wsp.data_upload_spec(upload.name, upload.getvalue(), **options),
-                         "images": upload.name.lower().endswith(".zip")}
+        name, entry = workflow.ood_upload_set(wsp.resolver(), upload.name, upload.getvalue())
+        uploads[name] = entry
         set_names = set_names + [name]
     params = {}
-    # the principal space must leave a residual: dim < D (a larger value is refused at the widget)
-    caps = {"dim": outputs.features.shape[1] - 1} if outputs.features is not None and outputs.features.shape[1] > 1 else {}
     with st.popover("Detector parameters"):
         tabs = st.tabs([ood.spec(d).name for d in detectors]) if detectors else []
         for tab, d in zip(tabs, detectors):
             with tab:
                 st.caption(ood.spec(d).reference)
-                params[d] = ui_ood.param_controls(d, caps=caps)
+                # bounds the data sets come from the spec (ViM's dim < D)
+                params[d] = ui_ood.param_controls(d, caps=ood.param_bounds(d, outputs))
                 if not ood.spec(d).params:
                     st.caption("This detector has no parameters.")
 
 chosen = {d: params.get(d, ood.spec(d).defaults) for d in detectors}
-settings = wsp.key_of({"workspace": ws, "sets": set_names, "uploads": {k: v["spec"] for k, v in uploads.items()},
-                       "detectors": chosen, "n_fit": n_fit, "id": id_upload if id_choice == "upload" else None})
+request = OODRequest(ws, tuple(set_names), chosen, n_fit=n_fit, convention=convention, uploads=uploads,
+                     id_spec=id_upload if id_choice == "upload" else None)
 missing_id = id_choice == "upload" and id_upload is None
 if missing_id:
     st.info("Upload your ID set above, or choose the workspace's data as the ID set.")
 if st.button("Run detectors", type="primary", key="ood_run", disabled=not (detectors and set_names) or missing_id):
-    try:
-        result = ui_ood.run(ws, set_names, chosen, n_fit, convention, uploads=uploads, id_spec=id_upload)
-        result.meta["settings"] = settings
-        st.session_state["ood_result"] = result
-        st.session_state["ood_sets_specs"] = {**{k: v["spec"] for k, v in cands.items()},
-                                              **{k: v["spec"] for k, v in uploads.items()}}
-    except wsp.USER_ERRORS as e:
-        wsp.show_error(e, "The detectors could not run; earlier results are kept")
+    with wsp.guard("The detectors could not run; earlier results are kept"):
+        st.session_state["ood_result"] = ui_ood.run(request)
 
 result = st.session_state.get("ood_result")
 if result is None:
@@ -110,7 +99,7 @@ if result is None:
     st.stop()
 if result.convention != convention:  # metrics come from the kept scores: the new convention applies at once
     result = st.session_state["ood_result"] = result.with_convention(convention)
-if result.meta.get("settings") != settings:
+if result.fingerprint != request.fingerprint:
     st.info("The sets, detectors or parameters above changed since these results were computed; press "
             "**Run detectors** to update them.", icon=":material/update:")
 
@@ -128,12 +117,11 @@ if assumption:
 
 
 def images_of(set_name, i):
-    specs = st.session_state.get("ood_sets_specs", {})
-    spec = result.meta.get("id_spec", ws["data"]) if set_name == "ID" else specs.get(set_name)
+    spec = result.set_specs.get(set_name)
     if spec is None:
         return None
     ds = wsp.load_data(spec)
-    index = result.meta.get("id_index") if set_name == "ID" else None
+    index = result.id_index if set_name == "ID" else None
     i = int(index[i]) if index is not None else i
     return None if ds.images is None or i >= len(ds.images) else ds.images[i]
 

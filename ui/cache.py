@@ -1,77 +1,70 @@
-"""Bounded caches shared across sessions.
+"""The caches every session shares, bounded in bytes (core.cache.ByteCache).
 
-Streamlit's ``st.cache_data`` replays elements drawn inside a cached call, which makes a
-progress bar awkward; these caches are plain LRU dicts held in ``st.cache_resource`` so a
-progress bar appears only when work is actually done. Every cache has a fixed size.
+Streamlit's ``st.cache_data`` replays elements drawn inside a cached call and copies its values
+per session; these caches are held once in ``st.cache_resource``, hand every session the same
+read-only objects, compute identical work in flight once (later sessions wait and watch its
+progress) and queue distinct work behind a gate sized to the cores.
+
+Budgets (MB) come from ``IE_CACHE_MB`` (the total, default 4096) split in fixed shares; the app's
+settings (sidebar) show each cache's use.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+import os
 
 import streamlit as st
 
+from core.cache import GATE, ByteCache
 
-class BoundedCache:
-    """A thread-safe LRU mapping with at most ``max_entries`` items."""
+#: each cache's share of the total budget
+SHARES = {"models": 0.15, "datasets": 0.20, "outputs": 0.20, "results": 0.45}
+DEFAULT_TOTAL_MB = 4096
 
-    def __init__(self, max_entries: int):
-        self.max_entries = max_entries
-        self._items: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def get(self, key: str, default=None):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            return default
+def total_budget_mb() -> int:
+    env = os.environ.get("IE_CACHE_MB", "")
+    return int(env) if env.isdigit() and int(env) > 0 else DEFAULT_TOTAL_MB
 
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            return key in self._items
 
-    def put(self, key: str, value: Any) -> Any:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-        return value
-
-    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
-        sentinel = object()
-        value = self.get(key, sentinel)
-        if value is sentinel:
-            value = self.put(key, compute())
-        return value
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
+def _budget(name: str) -> int:
+    return int(total_budget_mb() * SHARES[name] * 2**20)
 
 
 @st.cache_resource(show_spinner=False)
-def models_cache() -> BoundedCache:
-    return BoundedCache(max_entries=4)
+def models_cache() -> ByteCache:
+    return ByteCache(_budget("models"), name="models", max_entries=6)
 
 
 @st.cache_resource(show_spinner=False)
-def datasets_cache() -> BoundedCache:
-    return BoundedCache(max_entries=12)
+def datasets_cache() -> ByteCache:
+    return ByteCache(_budget("datasets"), name="datasets")
 
 
 @st.cache_resource(show_spinner=False)
-def outputs_cache() -> BoundedCache:
-    return BoundedCache(max_entries=24)
+def outputs_cache() -> ByteCache:
+    return ByteCache(_budget("outputs"), name="outputs")
 
 
 @st.cache_resource(show_spinner=False)
-def results_cache() -> BoundedCache:
-    """Analysis results (detector scores, pruning sweeps, …) keyed by their inputs' fingerprints."""
-    return BoundedCache(max_entries=64)
+def results_cache() -> ByteCache:
+    """Analysis results (detector scores, pruning sweeps, attributions, …) keyed by their inputs' fingerprints."""
+    return ByteCache(_budget("results"), name="results")
+
+
+def all_caches() -> list[ByteCache]:
+    return [models_cache(), datasets_cache(), outputs_cache(), results_cache()]
+
+
+def usage_rows() -> list[dict]:
+    """One row per cache for the settings panel: entries, MB used, MB budget, hits, shared waits."""
+    rows = []
+    for c in all_caches():
+        s = c.stats()
+        rows.append({"cache": s["name"], "entries": s["entries"], "used MB": round(s["bytes"] / 2**20, 1),
+                     "budget MB": round(s["max_bytes"] / 2**20), "hits": s["hits"], "computed": s["computed"],
+                     "shared": s["shared"]})
+    return rows
+
+
+def gate_status() -> str:
+    return f"{GATE.slots} concurrent computation(s); {GATE.busy} running, {GATE.waiting} queued"

@@ -46,12 +46,12 @@ def data_picker() -> dict | None:
     content = up.getvalue()
     spec = wsp.data_upload_spec(up.name, content)
     if wsp.is_table_file(up.name):
-        try:
-            from core.data.uploads import read_table_columns
+        from core.data.uploads import read_table_columns
 
+        columns = None
+        with wsp.guard("This table cannot be read"):
             columns, candidates = read_table_columns(content, up.name)
-        except ValueError as e:
-            wsp.show_error(e, "This table cannot be read")
+        if columns is None:
             return None
         default = candidates[0] if candidates else columns[-1]
         label = st.selectbox("Label column", columns, index=columns.index(default), key="home_data_label",
@@ -115,10 +115,9 @@ def preview_images(dataset: data.Dataset, outputs, n: int = 24) -> None:
 
 def show_workspace() -> None:
     """Everything about the current workspace: metrics, preview, balance, confusion matrix, card."""
-    try:
+    with wsp.guard("The workspace could not be loaded") as ok:
         _, model, dataset, outputs = wsp.current()
-    except wsp.USER_ERRORS as e:
-        wsp.show_error(e, "The workspace could not be loaded")
+    if not ok[0]:
         if st.button("Reset to the default workspace"):
             wsp.set_workspace(dict(wsp.DEFAULT_WORKSPACE["model"]), dict(wsp.DEFAULT_WORKSPACE["data"]))
             st.rerun()
@@ -187,15 +186,4 @@ def outputs_csv(outputs) -> bytes:
     return df.to_csv(index=False).encode()
 
 
-def data_kind_of(spec: dict | None) -> str:
-    """'image', 'table' or 'outputs' for a data spec (uploads judged by their extension)."""
-    if spec is None:
-        return "image"
-    if spec["kind"] == "builtin":
-        return data.kind_of(spec["name"])
-    name = spec.get("filename", "").lower()
-    if name.endswith(".npz"):
-        return "outputs"
-    if name.endswith((".csv", ".parquet", ".pq")):
-        return "table"
-    return "image"
+data_kind_of = wsp.data_kind_of

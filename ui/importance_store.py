@@ -10,6 +10,8 @@ import streamlit as st
 from core.importance import Importance, compare
 
 MAX_KEPT = 48
+#: a session's kept distributions together hold at most this many bytes (attribution maps are large)
+MAX_KEPT_BYTES = 256 * 2**20
 KEY = "importances"
 
 
@@ -27,7 +29,8 @@ def _same(a: Importance, b: Importance) -> bool:
 
 
 def keep(imp: Importance, label: str | None = None, with_status: bool = False):
-    """Store an importance distribution under a unique label; the oldest goes past MAX_KEPT.
+    """Store an importance distribution under a unique label; the oldest go past MAX_KEPT entries or
+    MAX_KEPT_BYTES in all (the values are shared, never copied).
 
     Keeping the same distribution again (same values, unit and provenance under the same label)
     adds no copy. Returns its name, or ``(name, added)`` with ``with_status``."""
@@ -39,7 +42,7 @@ def keep(imp: Importance, label: str | None = None, with_status: bool = False):
             return (name, False) if with_status else name
         name, i = f"{base} ({i})", i + 1
     store[name] = imp
-    while len(store) > MAX_KEPT:
+    while len(store) > 1 and (len(store) > MAX_KEPT or sum(v.nbytes for v in store.values()) > MAX_KEPT_BYTES):
         store.popitem(last=False)
     return (name, True) if with_status else name
 

@@ -1,255 +1,62 @@
-"""The OOD page's widget groups and its cached workflow."""
+"""The OOD page's widget groups. The workflow itself is core.ood.workflow; this module connects
+it to widgets, the shared cache and a progress bar, and draws the results."""
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-import core.data as data
 import core.ood as ood
 import core.viz as viz
-from core.data import table_ood
-from core.extract import ModelOutputs, preprocess
 from core.importance import Importance
-from core.ood.suite import EvalSet, SuiteResult, extremes, flagged_counts, per_class, run_suite
+from core.ood import workflow
+from core.ood.suite import SuiteResult, extremes, flagged_counts, per_class
+from core.ood.workflow import OODRequest
 
 from . import importance_store
 from . import workspace as wsp
 from .cache import results_cache
+from .params import param_controls as spec_controls
 
 GROUP_LABELS = {"near": "near-OOD", "shift": "covariate shift", "far": "far-OOD", "upload": "uploaded"}
-DEFAULT_TABLE_SETS = ["near: table dependency", "near: table local", "far: table global"]
-DEFAULT_SETS = ["near: shapes-near-ood", "far: noise", "far: textures", "far: digits", "shift: background", "shift: size"]
-
-
-# ---------------------------------------------------------------- the sets
-def candidate_sets(ws: dict) -> dict[str, dict]:
-    """OOD sets offered for the workspace's data: name -> {"group", "spec"}.
-
-    Built-in image sets other than the ID one; the Shapes shift presets count as covariate
-    shift when the ID data is the Shapes world.
-    """
-    ds = ws["data"]
-    out: dict[str, dict] = {}
-    loaded = wsp.load_data(ds)
-    if loaded.kind == "table":
-        return table_candidate_sets(ws, len(loaded))
-    if loaded.kind != "image":
-        return out
-    n = ds.get("n") or 500
-    seed = ds.get("seed", 0)
-    id_name = ds.get("name") if ds["kind"] == "builtin" else None
-    for name in data.available():
-        if data.kind_of(name) != "image" or name == id_name:
-            continue
-        group = "near" if name == "shapes-near-ood" else "far"
-        out[f"{group}: {name}"] = {"group": group, "spec": {"kind": "builtin", "name": name, "split": "test",
-                                                            "n": None if name == "digits" else n, "seed": seed,
-                                                            "shift": None}}
-    if id_name == "shapes":
-        for preset in data.shift_presets():
-            out[f"shift: {preset}"] = {"group": "shift", "spec": {**ds, "shift": preset}}
-    return out
-
-
-def table_candidate_sets(ws: dict, n: int) -> dict[str, dict]:
-    """Synthetic OOD rows for a table workspace (ADBench's dependency, local and global families), built from
-    the training split of a built-in table (so no evaluation row enters them) or from an uploaded table."""
-    ds = ws["data"]
-    base = {**ds, "split": "train", "n": None, "shift": None} if ds["kind"] == "builtin" else ds
-    out = {}
-    for kind in table_ood.KINDS:
-        group = table_ood.GROUP[kind]
-        out[f"{group}: table {kind}"] = {"group": group, "spec": {"kind": "table-ood", "base": base, "ood": kind,
-                                                                   "n": n, "seed": ds.get("seed", 0)},
-                                         "help": table_ood.DESCRIPTION[kind]}
-    return out
-
-
-def fit_and_eval_specs(ws: dict, n_fit: int) -> tuple[dict | None, dict]:
-    """(fit spec or None, eval spec). Built-in data fits on its train split; uploads split themselves."""
-    ds = ws["data"]
-    if ds["kind"] == "builtin":
-        n = None if ds["name"] == "digits" or data.kind_of(ds["name"]) == "table" else n_fit
-        return {**ds, "split": "train", "n": n, "shift": None}, ds
-    return None, ds
-
 
 #: the ID set choices of the page ({} is the workspace's data)
 ID_CHOICES = {"workspace": "the workspace's data ({})", "upload": "your own upload"}
 
 
-def id_upload_spec(filename: str, content: bytes, workspace_data: data.Dataset) -> dict:
-    """The data spec of an uploaded ID evaluation set. A table keeps the workspace's label column when it has
-    one (for the per-class breakdown) and is read unlabelled otherwise."""
-    options = {}
-    if wsp.is_table_file(filename):
-        from core.data.uploads import read_table_columns
-
-        columns = read_table_columns(content, filename)[0]
-        label = getattr(workspace_data, "label", None)
-        # an evaluation set may hold a single class (deployment data of one kind)
-        options = {"label": label, "min_classes": 1} if label and label in columns else {"unlabelled": True}
-    return wsp.data_upload_spec(filename, content, **options)
+def candidate_sets(ws: dict) -> dict[str, dict]:
+    """OOD sets offered for the workspace's data (core.ood.workflow.candidate_sets)."""
+    return workflow.candidate_sets(wsp.resolver(), ws)
 
 
-#: built-in sets drawn from a generative world: any split name is a fresh, independent stream of samples
-GENERATED_WORLDS = ("shapes", "shapes-near-ood")
-
-
-def validation_spec(ws: dict, n_fit: int) -> dict | None:
-    """Held-out ID data for calibrating detectors (TempScale's T, KLM's templates): the Shapes world's "val" split,
-    which neither the shipped models' training nor the test split ever draws. None where no such split exists
-    (tables and digits have a fixed train/test partition; uploads are split in halves, and the fit half is
-    already held out from evaluation)."""
-    ds = ws["data"]
-    if ds["kind"] == "builtin" and ds["name"] in GENERATED_WORLDS:
-        return {**ds, "split": "val", "n": n_fit, "shift": None}
-    return None
-
-
-def split_outputs(out: ModelOutputs, seed: int) -> tuple[ModelOutputs, ModelOutputs, np.ndarray]:
-    """Half of an uploaded set for fitting, the other half for evaluation (seeded)."""
-    if len(out) < 4:
-        raise ood.OODError(f"The ID set has {len(out)} samples; at least 4 are needed to fit and evaluate detectors.")
-    perm = np.random.default_rng(seed).permutation(len(out))
-    half = len(out) // 2
-    return out.subset(perm[:half]), out.subset(perm[half:]), perm[half:]
-
-
-def input_batches(spec: dict, card: dict, index: np.ndarray | None = None, batch: int = 128):
-    """A callable yielding preprocessed image batches of a data spec (for ODIN)."""
-    def gen():
-        dataset = wsp.load_data(spec)
-        images = dataset.images if index is None else dataset.images[index]
-        for i in range(0, len(images), batch):
-            yield preprocess(images[i:i + batch], card)
-    return gen
+def id_upload_spec(filename: str, content: bytes, workspace_data) -> dict:
+    return workflow.id_upload_spec(wsp.resolver(), filename, content, workspace_data)
 
 
 # ---------------------------------------------------------------- parameters
 def param_controls(det: str, caps: dict[str, int] | None = None) -> dict:
     """Streamlit controls for a detector's parameters, built from its spec. ``caps`` lowers the upper
-    bound of integer parameters that the data limits (e.g. ViM's ``dim`` below the feature dimension)."""
-    s = ood.spec(det)
-    caps = caps or {}
-    values = {}
-    for p in s.params:
-        key = f"ood_param_{det}_{p.name}"
-        label = f"{p.name}" + (" (blank = automatic)" if p.optional else "")
-        if p.type == "bool" and (p.optional or p.default is None):
-            # three states: "auto" (None) lets the detector decide from the data, as the API default does
-            options = [None, True, False]
-            values[p.name] = st.selectbox(p.name, options, index=options.index(p.default), key=key, help=p.help,
-                                          format_func=lambda v: {None: "auto", True: "on", False: "off"}[v])
-        elif p.type == "bool":
-            values[p.name] = st.checkbox(p.name, value=bool(p.default), key=key, help=p.help)
-        elif p.type == "choice":
-            values[p.name] = st.selectbox(p.name, list(p.choices), index=list(p.choices).index(p.default), key=key,
-                                          help=p.help)
-        elif p.type == "int":
-            high = None if p.high is None else int(p.high)
-            if p.name in caps:
-                high = caps[p.name] if high is None else min(high, caps[p.name])
-            v = st.number_input(label, min_value=int(p.low) if p.low is not None else None, max_value=high,
-                                value=None if p.default is None else int(p.default), step=1, key=key, help=p.help)
-            values[p.name] = None if v is None else int(v)
-        else:
-            v = st.number_input(label, min_value=float(p.low) if p.low is not None else None,
-                                max_value=float(p.high) if p.high is not None else None,
-                                value=None if p.default is None else float(p.default), key=key, help=p.help,
-                                format="%.6g")
-            values[p.name] = None if v is None else float(v)
-    return values
+    bound of parameters that the data limits (``core.ood.param_bounds``: ViM's ``dim`` below D)."""
+    return spec_controls(ood.spec(det), f"ood_param_{det}_", caps)
 
 
 # ---------------------------------------------------------------- running
-def class_mismatch(out: ModelOutputs, reference: ModelOutputs) -> str | None:
-    """Why ``out`` cannot be outputs of the model that produced ``reference``: another number of
-    logits (None when they agree). Features of another width only stop the feature detectors,
-    which say so themselves; the logit detectors still score such a set."""
-    if out.num_classes == reference.num_classes:
-        return None
-    return (f"it has {out.num_classes} logits per sample where the model has {reference.num_classes}; "
-            "were these outputs produced by a different model?")
+def run(request: OODRequest) -> SuiteResult:
+    """The OOD run of ``request`` (core.ood.workflow.evaluate) behind a progress bar.
 
-
-def run(ws: dict, set_names: list[str], detectors: dict[str, dict], n_fit: int, convention: str,
-        uploads: dict[str, dict] | None = None, id_spec: dict | None = None) -> SuiteResult:
-    """Extract outputs (cached), then fit/score the detectors (cached per detector and parameters).
-
-    ``id_spec``: an ID evaluation set other than the workspace's data (an upload). The detectors still
-    fit on the model's training data: the train split of built-in data, or all of an uploaded workspace."""
-    cands = candidate_sets(ws)
-    cands.update(uploads or {})
-    fit_spec, eval_spec = fit_and_eval_specs(ws, n_fit)
-    if id_spec is not None:
-        fit_spec = fit_spec or ws["data"]  # an uploaded workspace: fit on all of it, evaluate on the ID upload
-        eval_spec = id_spec
-    val_spec = validation_spec(ws, n_fit) if any(ood.spec(d).fit_on == "validation" for d in detectors) else None
-    model = wsp.load_model(ws["model"], ws["data"])
-    card = getattr(model, "card", {}) if model is not None else {}
-    torch_model = model if hasattr(model, "forward") else None
-    steps = len(set_names) + 2
-    bar = st.progress(0.0, text="Running the model over the sets")
-    try:
-        eval_out = wsp.run_with_progress(ws["model"], eval_spec, label="ID evaluation set", model_data=ws["data"])
-        id_inputs = input_batches(eval_spec, card) if torch_model is not None else None
-        if fit_spec is not None:
-            fit_out = wsp.run_with_progress(ws["model"], fit_spec, label="ID fit set (train split)",
-                                             model_data=ws["data"])
-        else:
-            fit_out, eval_out, index = split_outputs(eval_out, seed=0)
-            id_inputs = input_batches(eval_spec, card, index) if torch_model is not None else None
-        val_out = (wsp.run_with_progress(ws["model"], val_spec, label="ID validation set (val split)",
-                                         model_data=ws["data"])
-                   if val_spec is not None else None)
-        bar.progress(1 / steps, text="Running the model over the OOD sets")
-        sets = {"ID": EvalSet(eval_out, "id", id_inputs)}
-        load_errors = {}
-        for i, name in enumerate(set_names):
-            c = cands[name]
-            try:  # one unusable OOD set must not stop the others
-                out = wsp.run_with_progress(ws["model"], c["spec"], label=name, model_data=ws["data"])
-            except wsp.USER_ERRORS as e:
-                load_errors[name] = f"could not be used: {e}"
-                continue
-            mismatch = class_mismatch(out, eval_out)
-            if mismatch:  # one message for the set, not one per detector
-                load_errors[name] = f"could not be used: {mismatch}"
-                continue
-            inputs = input_batches(c["spec"], card) if (torch_model is not None and c["spec"]["kind"] == "builtin"
-                                                       or c.get("images")) else None
-            sets[name] = EvalSet(out, c["group"], inputs)
-            bar.progress((i + 2) / steps, text=f"Outputs of {name}")
-        if len(sets) < 2:
-            raise ood.OODError("None of the chosen OOD sets could be used: " + "; ".join(f"{k}: {v}" for k, v in load_errors.items()))
-        # a detector is fitted once per (model, fit set, validation set, parameters) and then scores
-        # only the sets it has not scored before, so adding an OOD set costs just that set
-        base = wsp.key_of({"model": ws["model"], "fit": fit_spec or eval_spec, "validation": val_spec,
-                           "split from": None if fit_spec is not None else eval_spec})
-        set_keys = {"ID": wsp.key_of({"eval": eval_spec, "index": None if fit_spec is not None else "split"}),
-                    **{k: wsp.key_of(cands[k]["spec"]) for k in sets if k != "ID"}}
-
-        def cache_key(det, params):
-            return hashlib.sha1(f"{base}|{det}|{json.dumps(params, sort_keys=True)}".encode()).hexdigest()
-
-        def progress(frac, msg):
-            bar.progress(min(1.0, (steps - 1 + frac) / steps), text=f"Detectors: {msg}")
-
-        result = run_suite(fit_out, sets, "ID", detectors, model=torch_model, convention=convention,
-                           progress=progress, cache=results_cache(), cache_key=cache_key, validation=val_out,
-                           set_keys=set_keys)
-        result.set_errors.update(load_errors)
-        result.meta["id_index"] = None if fit_spec is not None else index
-        result.meta["id_outputs"] = eval_out
-        result.meta["id_spec"] = eval_spec
-        return result
-    finally:
-        bar.empty()
+    The whole result is shared through the results cache under the request's fingerprint: sessions
+    that press Run with the same settings at the same time wait for one computation and get the same
+    (read-only) result; each fitted detector and each set's scores are cached there too."""
+    cache = results_cache()
+    key = ("ood-run", request.fingerprint)
+    result = cache.get(key)
+    if result is None:
+        with wsp.progress_bar("Running the detectors") as progress:
+            result = cache.get_or_compute(
+                key, lambda report: workflow.evaluate(wsp.resolver(), request, progress=report, cache=cache),
+                progress=progress)
+    if result.convention != request.convention:  # the same scores under the other FPR convention
+        result = result.with_convention(request.convention)
+    return result
 
 
 # ---------------------------------------------------------------- showing
@@ -449,21 +256,12 @@ def score_format(values) -> str:
     return f".{int(np.clip(2 - np.floor(np.log10(v.max())), 0, 8))}f"
 
 
-def result_id_outputs(result: SuiteResult) -> ModelOutputs | None:
-    return result.meta.get("id_outputs")
+def result_id_outputs(result: SuiteResult):
+    return result.id_outputs
 
 
 def scores_csv(result: SuiteResult) -> bytes:
-    """Every score as CSV (detector, set, index, score), built once per result: the page reruns on
-    every click and this is the slow part of a rerun (0.5 s for 25 detectors on the default sets)."""
-    cached = result.meta.get("scores_csv")
-    if cached is not None and cached[0] is result.scores:
-        return cached[1]
-    rows = [pd.DataFrame({"detector": det, "set": s, "index": np.arange(len(v)), "score": v})
-            for det, per_set in result.scores.items() for s, v in per_set.items()]
-    data = pd.concat(rows, ignore_index=True).to_csv(index=False).encode() if rows else b""
-    result.meta["scores_csv"] = (result.scores, data)
-    return data
+    return result.scores_csv()
 
 
 def export(result: SuiteResult, ws: dict) -> None:

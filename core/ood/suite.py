@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.extract import ModelOutputs
+from core.outputs import ModelOutputs
 
 from .base import REGISTRY, OODError
 from .metrics import metrics
@@ -60,10 +60,33 @@ class SuiteResult:
     score_seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     set_errors: dict[str, str] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the ID evaluation outputs, their data spec, and (for a split upload) the evaluation half's indices
+    id_outputs: ModelOutputs | None = None
+    id_spec: dict | None = None
+    id_index: np.ndarray | None = None
+    #: every scored set's data spec (name -> spec), for showing its samples
+    set_specs: dict[str, dict] = field(default_factory=dict)
+    #: the fingerprint of the request that produced the result (core.ood.workflow.OODRequest)
+    fingerprint: str = ""
     _summary: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
     _summary_of: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+    _scores_csv: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the scores and the ID outputs (what a byte-bounded cache charges)."""
+        n = sum(s.nbytes for per_set in self.scores.values() for s in per_set.values())
+        return int(n + (self.id_outputs.nbytes if self.id_outputs is not None else 0))
+
+    def scores_csv(self) -> bytes:
+        """Every score as CSV (detector, set, index, score), built once per result: a page reruns on every
+        click and this is the slow part of a rerun (0.5 s for 25 detectors on the default sets)."""
+        if self._scores_csv is None:
+            rows = [pd.DataFrame({"detector": det, "set": s, "index": np.arange(len(v)), "score": v})
+                    for det, per_set in self.scores.items() for s, v in per_set.items()]
+            self._scores_csv = pd.concat(rows, ignore_index=True).to_csv(index=False).encode() if rows else b""
+        return self._scores_csv
 
     @property
     def detectors(self) -> list[str]:
@@ -71,7 +94,7 @@ class SuiteResult:
 
     def with_convention(self, convention: str) -> SuiteResult:
         """The same scores with every metric recomputed under another FPR@95 convention (no detector reruns)."""
-        other = dataclasses.replace(self, convention=convention, meta=dict(self.meta))
+        other = dataclasses.replace(self, convention=convention)
         other.compute_table()
         return other
 
@@ -137,7 +160,8 @@ class SuiteResult:
 def _fit_entry(det_name: str, params: dict, fit_out: ModelOutputs, model,
                validation: ModelOutputs | None = None) -> dict:
     """Fit one detector. The entry keeps the fitted detector and, under ``"scores"``, the result of
-    every set scored with it so far (set key -> (scores or None, error or None, seconds))."""
+    every set scored with it so far (set key -> (scores or None, error or None, seconds)); a
+    byte-bounded cache re-measures the entry as it grows (``recharge``)."""
     spec = REGISTRY[det_name]
     det = spec.cls(model=model if "model" in spec.needs else None, **params)
     use_validation = spec.fit_on == "validation" and validation is not None
@@ -226,6 +250,8 @@ def run_suite(fit_outputs: ModelOutputs, sets: dict[str, EvalSet], id_name: str,
                     done = _score_set(entry["detector"], set_name, es)
                     if caching:
                         entry["scores"][key] = done
+                        if hasattr(cache, "recharge"):  # the entry grew: a byte-bounded cache re-measures it
+                            cache.recharge(cache_key(det_name, params or {}))
                 s, err, sec = done
                 if err is not None:
                     if set_name == id_name:

@@ -47,7 +47,7 @@ def test_uploaded_id_set_is_evaluated_and_the_workspace_is_the_fit_set():
     result = at.session_state["ood_result"]
     assert not result.errors, result.errors
     assert len(result.scores["msp"]["ID"]) == 150  # the uploaded ID set, whole
-    assert result.meta["id_spec"]["filename"] == "mine.npz" and result.meta["id_index"] is None
+    assert result.id_spec["filename"] == "mine.npz" and result.id_index is None
     # Mahalanobis was fitted on all 400 workspace samples (class means of the workspace, not of the upload)
     assert result.table.set_index("detector").loc["mahalanobis", "auroc"] > 0.9
 
@@ -120,7 +120,7 @@ def test_shapes_model_on_an_uploaded_image_folder_as_id(monkeypatch):
                and np.abs(uploaded - img).mean(axis=(1, 2, 3)).min() < 8]
     assert matches, f"none of the {len(decoded)} shown images is an uploaded ID image"
     # the per-class breakdown uses the upload's own folders as classes
-    eval_out = result.meta["id_outputs"]
+    eval_out = result.id_outputs
     assert set(eval_out.class_names) <= {"circle", "square", "triangle", "star", "plus", "bar"}
 
 
@@ -143,5 +143,5 @@ def test_a_single_class_table_is_a_valid_id_set():
     result = at.session_state["ood_result"]
     assert not result.errors, result.errors
     assert len(result.scores["mahalanobis"]["ID"]) == len(one)
-    eval_out = result.meta["id_outputs"]
+    eval_out = result.id_outputs
     assert set(eval_out.labels) == {1}  # matched to the model's own class by name

@@ -147,7 +147,7 @@ def test_mismatched_and_non_finite_ood_uploads_get_messages_and_others_still_run
 
 
 def test_validation_split_only_where_the_data_has_a_fresh_one():
-    from ui.ood import validation_spec
+    from core.ood.workflow import validation_spec
 
     shapes = {"data": {"kind": "builtin", "name": "shapes", "split": "test", "n": 500, "seed": 0, "shift": "size"}}
     assert validation_spec(shapes, 300) == {"kind": "builtin", "name": "shapes", "split": "val", "n": 300, "seed": 0,
@@ -200,3 +200,36 @@ def test_table_ood_upload_missing_a_column_gets_a_message():
     warnings = " ".join(w.value for w in at.warning)
     assert "cut.csv" in warnings and "lacks 1 feature column" in warnings
     assert {"far: table global"} <= set(at.session_state["ood_result"].table["ood_set"])
+
+
+@pytest.mark.parametrize("raised, shown_as_input_error", [
+    (ValueError("operands could not be broadcast together with shapes (3,) (4,)"), False),  # a bug inside numpy
+    (ood.OODError("None of the chosen OOD sets could be used: noise: empty"), True),  # the user's input
+])
+def test_a_bug_is_not_presented_as_an_input_error(monkeypatch, caplog, raised, shown_as_input_error):
+    """Only core.errors.UserError reaches the user as 'your input is wrong'. Any other exception, even a
+    ValueError raised by a bug, gets the "this is a bug" message, with its traceback in the server log, and the
+    earlier results stay."""
+    from core.ood import workflow
+
+    def failing(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(workflow, "evaluate", failing)
+    at = AppTest.from_file(str(ROOT / "pages/1_OOD_detection.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.session_state["ood_result"] = None
+    at.multiselect(key="ood_detectors").set_value(["msp"])
+    at.multiselect(key="ood_sets").set_value(["far: noise"])
+    with caplog.at_level("ERROR", logger="importance_explorer"):
+        at.button(key="ood_run").click().run()
+    assert not at.exception, at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "earlier results are kept" in errors
+    if shown_as_input_error:
+        assert str(raised) in errors and "bug" not in errors
+        assert not caplog.records
+    else:
+        assert "this is a bug" in errors and "ValueError" in errors
+        assert "broadcast" not in errors  # the bug's message is not shown as if it were about the input
+        assert any(r.exc_info and r.exc_info[1] is raised for r in caplog.records)

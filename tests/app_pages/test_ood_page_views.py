@@ -291,7 +291,7 @@ def test_per_class_table_lists_the_id_classes(npz):
         table = _frame(at, "class", "n", "auroc")
         assert list(table["class"]) == ["0", "1", "2"]
         assert table["auroc"].between(0, 1).all() and table["n"].sum() == len(result.scores[det]["ID"])
-        id_out = result.meta["id_outputs"]
+        id_out = result.id_outputs
         want = per_class(result.scores[det]["ID"], id_out.labels, ["0", "1", "2"], result.scores[det]["upload: near.npz"])
         assert table["auroc"].to_numpy() == pytest.approx(want["auroc"].to_numpy())
         assert table["auroc"].max() - table["auroc"].min() > 0.1  # the classes differ, so the check above bites
@@ -399,11 +399,11 @@ def test_nan_upload_gets_a_message_and_the_built_in_sets_still_run():
 
 # ---------------------------------------------------------------- 11. re-running does not re-run the model
 def test_changing_detectors_and_running_again_reuses_the_model_outputs(monkeypatch):
-    """The page reaches the model only through ui.workspace.outputs_for, which calls the module attribute
-    ``ui.workspace.extract_run`` (core.extract.run) on a cache miss. AppTest runs the page in this process with the
-    already imported ui.workspace, so wrapping that attribute counts every model run. A tabular model with a seed no
+    """The page reaches the model only through core.workspace.Resolver.outputs, which calls the module attribute
+    ``core.workspace.extract_run`` (core.extract.run) on a cache miss. AppTest runs the page in this process with the
+    already imported core.workspace, so wrapping that attribute counts every model run. A tabular model with a seed no
     other test uses keeps the shared (process-wide) outputs cache from hiding the first run's extractions."""
-    import ui.workspace as wsp
+    import core.workspace as wsp
     from ui.cache import outputs_cache
 
     calls = []
@@ -430,7 +430,7 @@ def test_changing_detectors_and_running_again_reuses_the_model_outputs(monkeypat
     assert second is not first and second.detectors == ["msp", "mahalanobis", "knn"], second.errors
     assert len(calls) == n_calls, calls[n_calls:]
     assert len(outputs_cache()) == n_cached
-    assert second.meta["id_outputs"] is first.meta["id_outputs"]  # the very same cached outputs
+    assert second.id_outputs is first.id_outputs  # the very same cached outputs
 
 
 # ---------------------------------------------------------------- 10. convention and stale settings
