@@ -1,6 +1,10 @@
 """Fixtures shared by every test folder."""
 import pytest
 
+from core import runtime
+
+runtime.configure()  # the thread pools the app sizes at start-up (one BLAS thread, torch on every core)
+
 
 @pytest.fixture
 def scored_sets(monkeypatch):

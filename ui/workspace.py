@@ -16,6 +16,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 import core.data as data
+from core import runtime
 from core import workspace as cws
 from core.errors import UserError
 from core.outputs import ModelOutputs
@@ -131,6 +132,7 @@ NAVIGATION = [("app.py", "Workspace", ":material/home:"),
 
 def page_header(title: str, caption: str, icon: str) -> None:
     """The opening of every page: page config, title, caption, and the sidebar (links + workspace)."""
+    runtime.configure()  # thread pools sized once for the machine (a no-op after the first page)
     st.set_page_config(page_title=title, page_icon=icon, layout="wide")
     st.title(title)
     st.caption(caption)

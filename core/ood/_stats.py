@@ -1,13 +1,12 @@
 """Numerically careful statistics shared by the feature-space detectors (float64 throughout)."""
 from __future__ import annotations
 
-import functools
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
+from core import runtime
 from core.kernels.rows import centre_rows_into, centred_float64
 from core.kernels.softmax import logsumexp_float32, row_softmax_score
 
@@ -29,17 +28,6 @@ def centred64(x: np.ndarray, center: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(centred_float64(x, center))  # converts and centres in one parallel pass
 
 
-_BLAS_LOCK = threading.Lock()
-
-
-@functools.cache
-def _blas_controller():
-    """threadpoolctl's view of NumPy's BLAS, made once (it scans the loaded libraries)."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
                  which: np.ndarray | None = None, workers: int | None = None) -> np.ndarray:
     """(x − center)ᵀ(x − center) in float64 [D, D], without an N×D float64 copy of ``x``.
@@ -50,8 +38,9 @@ def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
     only the order of the row sums differs from one big product.
 
     Speed: a block's Gram is NumPy's ``b.T @ b``, which NumPy sends to BLAS SYRK (half the flops
-    of a product; torch has no SYRK). ``workers`` threads (default: torch's thread count) each
-    take every ``workers``-th block into their own buffer and sum, with the BLAS on one thread,
+    of a product; torch has no SYRK). ``workers`` threads (default: torch's thread count once
+    :func:`core.runtime.configure` has set NumPy's BLAS to one thread at start-up, else one worker
+    whose BLAS threads itself) each take every ``workers``-th block into their own buffer and sum,
     so both cores stay busy on large blocks. At 50k×384 this is about 1.7× faster than torch's
     float64 product on this machine. The blocks of each worker are fixed, so the result is
     deterministic."""
@@ -68,7 +57,9 @@ def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
         return np.zeros((d, d))
     rows = max(64, min(int(chunk), (1 << 22) // max(d, 1)))  # a block buffer is at most 32 MB
     blocks = -(-n // rows)
-    workers = max(1, min(int(workers or torch.get_num_threads()), 8, blocks))
+    if workers is None:
+        workers = torch.get_num_threads() if runtime.is_configured() else 1
+    workers = max(1, min(int(workers), 8, blocks))
     blocks = -(-blocks // workers) * workers  # every worker gets the same number of equal blocks
     rows = -(-n // blocks)
     starts = range(0, n, rows)
@@ -88,9 +79,8 @@ def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
 
     if workers == 1:
         return gram_of_blocks(0)
-    # one BLAS thread per worker; the lock keeps concurrent callers from restoring each other's limits
-    with _BLAS_LOCK, _blas_controller().limit(limits=1, user_api="blas"), \
-            ThreadPoolExecutor(workers) as pool:
+    # no thread-count changes here (request code): BLAS runs on one thread from start-up (core.runtime)
+    with ThreadPoolExecutor(workers) as pool:
         parts = list(pool.map(gram_of_blocks, range(workers)))
     g = parts[0]
     for p in parts[1:]:
@@ -99,18 +89,18 @@ def centred_gram(x: np.ndarray, center: np.ndarray, chunk: int = 4096,
 
 
 def eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigen-decomposition of a symmetric float64 matrix (ascending eigenvalues), via torch/LAPACK.
+    """Eigen-decomposition of a symmetric float64 matrix (ascending eigenvalues), via LAPACK.
 
-    Runs on one thread: for D ≲ 2000 threading gains nothing, and on a busy 2-core machine the
-    threaded solver was measured 5-100× slower (spinning workers fighting for the cores)."""
+    SciPy's divide-and-conquer LAPACK driver (``syevd``) on NumPy/SciPy's BLAS, which
+    :func:`core.runtime.configure` keeps on one thread: for D ≲ 2000 threading gains nothing, and on
+    a busy 2-core machine a threaded solver was measured 5-100× slower (spinning workers fighting for
+    the cores). Measured at D = 384: 18 ms, against 21 ms for torch's eigh on one thread; and it needs
+    no change of torch's process-wide thread count per call."""
+    from scipy.linalg import eigh as scipy_eigh
+
     a = f64(a)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        evals, evecs = torch.linalg.eigh(torch.from_numpy(0.5 * (a + a.T)))
-    finally:
-        torch.set_num_threads(threads)
-    return evals.numpy(), evecs.numpy()
+    evals, evecs = scipy_eigh(0.5 * (a + a.T), driver="evd", check_finite=False)
+    return evals, evecs
 
 
 def t64(x: np.ndarray) -> torch.Tensor:
