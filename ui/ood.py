@@ -7,7 +7,6 @@ import streamlit as st
 
 import core.ood as ood
 import core.viz as viz
-from core.importance import Importance
 from core.ood import workflow
 from core.ood.suite import SuiteResult, extremes, flagged_counts, per_class
 from core.ood.workflow import OODRequest
@@ -276,17 +275,8 @@ def export(result: SuiteResult, ws: dict) -> None:
                        help="One row per detector: every metric's mean over all OOD sets and per group, and timings.")
     det = st.session_state.get("ood_view_det") or result.detectors[0]
     name = ood.spec(det).name
-    if c3.button(f"Keep {name} scores", key="ood_keep", icon=":material/bookmark_add:",
-                 help=f"Keeps the scores of the detector shown above ({name}) on the ID set and on every "
-                      "OOD set as importance distributions (one value per sample), for the Importance page."):
-        per_set = result.scores[det]
-        added = 0
-        for s, v in per_set.items():
-            _, new = importance_store.keep(Importance(values=v, unit="sample", scale="score", provenance={
-                "analysis": "ood", "method": det, "data": s, "model": wsp.describe_model(ws["model"]),
-                "parameters": result.params.get(det, {})}), label=f"OOD · {name} · {s}", with_status=True)
-            added += new
-        already = len(per_set) - added
-        st.success(f"Kept {added} distributions of {name}"
-                   + (f" ({already} were already kept)" if already else "") + "; see the Importance page.")
-        wsp.page_link("pages/9_Importance_distributions.py", "Open the Importance page", ":material/bar_chart:")
+    with c3:
+        importance_store.keep_control(
+            workflow.to_importances(result, det, ws), key="ood_keep", what=f"{name} scores",
+            help=f"Keeps the scores of the detector shown above ({name}) on the ID set and on every OOD set as "
+                 "importance distributions (one value per sample), for the Importance page.")

@@ -26,6 +26,7 @@ import core.data as data
 from core.data import table_ood
 from core.errors import UserError
 from core.extract import preprocess
+from core.importance import Importance, make_provenance
 from core.outputs import ModelOutputs
 from core.workspace import Resolver, fingerprint, is_table_file, key_of
 
@@ -272,6 +273,19 @@ def evaluate(resolver: Resolver, request: OODRequest, progress: Progress | None 
     return result
 
 
+def to_importances(result: SuiteResult, detector: str, workspace: dict) -> dict[str, Importance]:
+    """The scores of ``detector`` on every set as importance distributions (unit "sample", scale "score"),
+    labelled "OOD · <detector> · <set>", with provenance enough to re-run them."""
+    name = REGISTRY.spec(detector).name
+    out = {}
+    for set_name, v in result.scores[detector].items():
+        prov = make_provenance("ood", detector, result.params.get(detector, {}), model=workspace["model"],
+                               data=result.set_specs.get(set_name, set_name), seed=workspace["data"].get("seed"),
+                               set=set_name, workspace=workspace, fit_info=result.info.get(detector, {}))
+        out[f"OOD · {name} · {set_name}"] = Importance(values=v, unit="sample", scale="score", provenance=prov)
+    return out
+
+
 def usable_detectors(resolver: Resolver, ws: dict) -> dict[str, str | None]:
     """Every detector -> why it cannot run on the workspace (None when it can)."""
     from . import unavailable_reason
@@ -294,5 +308,5 @@ def default_request(resolver: Resolver, ws: dict, n_fit: int = 2000, include_slo
 
 __all__ = ["DEFAULT_SETS", "DEFAULT_TABLE_SETS", "OODRequest", "candidate_sets", "class_mismatch", "default_request",
            "default_sets", "evaluate", "fit_and_eval_specs", "id_upload_spec", "input_batches", "ood_upload_set",
-           "split_outputs", "table_candidate_sets", "usable_detectors", "validation_spec"]
+           "split_outputs", "table_candidate_sets", "to_importances", "usable_detectors", "validation_spec"]
 

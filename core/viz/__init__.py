@@ -154,3 +154,35 @@ def heatmap_table(z: np.ndarray, rows: Sequence[str], cols: Sequence[str], title
                                texttemplate="%{text}", colorbar=dict(title=colorbar_title)))
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title, height=max(300, 26 * len(rows) + 140))
+
+
+def lorenz_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str | None = "Lorenz curves") -> go.Figure:
+    """Lorenz curves (share of units, share of |importance| they carry; units sorted ascending), one per
+    name, with the diagonal of perfect equality. The further below the diagonal, the more concentrated."""
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color="lightgrey", dash="dot"), name="equality",
+                    hoverinfo="skip")
+    for i, (name, (x, y)) in enumerate(curves.items()):
+        fig.add_scatter(x=np.asarray(x), y=np.asarray(y), mode="lines", name=name, line=dict(color=colour(i)))
+    fig.update_xaxes(range=[0, 1], title="share of units (least important first)")
+    fig.update_yaxes(range=[0, 1.01], title="share of |importance|")
+    return _layout(fig, title, height=420)
+
+
+def paired_scatter(x: np.ndarray, y: np.ndarray, xname: str, yname: str, title: str | None = None,
+                   max_points: int = 5000, seed: int = 0) -> go.Figure:
+    """One importance distribution against another over the same units (a seeded subsample of at most
+    ``max_points`` points), with the identity line."""
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+        x, y = x[keep], y[keep]
+    fig = go.Figure(go.Scattergl(x=x, y=y, mode="markers", marker=dict(size=4, opacity=0.5, color=colour(0)),
+                                 name="units", showlegend=False))
+    if len(x):
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="lightgrey", dash="dot"),
+                        name="y = x", hoverinfo="skip")
+    return _layout(fig, title, height=420, xaxis_title=xname, yaxis_title=yname)
