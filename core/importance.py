@@ -164,7 +164,7 @@ def same_units(a: Importance, b: Importance) -> str | None:
         return "their units have different names"
     da, db = a.provenance.get("data"), b.provenance.get("data")
     if da != db:
-        return f"they come from different data ({da} vs {db})"
+        return "they come from different data sets"
     return None
 
 

@@ -6,6 +6,7 @@ from core.ood import workflow
 from core.ood.workflow import OODRequest
 from ui import ood as ui_ood
 from ui import workspace as wsp
+from ui.code import code_expander
 
 wsp.page_header("Out-of-distribution detection",
                 "Post-hoc detectors score every sample (higher = more in-distribution) from the model's logits, features, "
@@ -93,6 +94,7 @@ if st.button("Run detectors", type="primary", key="ood_run", disabled=not (detec
     with wsp.guard("The detectors could not run; earlier results are kept"):
         st.session_state["ood_result"] = ui_ood.run(request)
 
+code_expander("ood", request, "OOD detection", key="ood")
 result = st.session_state.get("ood_result")
 if result is None:
     st.info("Choose sets and detectors, then press **Run detectors**.")

@@ -7,7 +7,9 @@ import numpy as np
 import streamlit as st
 
 import core.viz as viz
+from core import codegen
 from core.importance import Importance, compare_matrix, same_units
+from core.report import build_report
 
 from . import importance_store as store
 from . import workspace as wsp
@@ -126,13 +128,26 @@ def comparisons(sel: dict[str, Importance]) -> None:
 
 def export(sel: dict[str, Importance]) -> None:
     st.subheader("Export")
-    c1, c2 = st.columns(2)
-    c1.download_button("Download the chosen distributions (CSV)", store.export_csv(sel), "importances.csv", "text/csv",
-                       key="imp_dl_csv")
-    c2.download_button("Save the chosen distributions (.npz + JSON provenance)", store.save_bytes(sel),
-                       "importances.npz", "application/octet-stream", key="imp_dl_npz",
+    c1, c2, c3 = st.columns(3)
+    c3.download_button("Download a report (HTML)", lambda sel=dict(sel): report_html(sel), "importance_report.html",
+                       "text/html", key="imp_dl_report", icon=":material/description:", on_click="ignore",
+                       help="A self-contained page (no network needed to view it): provenance, statistics, figures, "
+                            "comparisons and the code that reproduces each result.")
+    c1.download_button("Download the chosen distributions (CSV)", lambda sel=dict(sel): store.export_csv(sel),
+                       "importances.csv", "text/csv", key="imp_dl_csv", on_click="ignore")
+    c2.download_button("Save the chosen distributions (.npz + JSON provenance)",
+                       lambda sel=dict(sel): store.save_bytes(sel), "importances.npz", "application/octet-stream",
+                       key="imp_dl_npz", on_click="ignore",
                        help="Load it again with “Load saved results” at the top of this page.")
     with st.expander("Provenance"):
         for k, v in sel.items():
             st.markdown(f"**{k}** · unit: {v.unit}")
             st.json(json.loads(json.dumps(v.provenance, default=str)), expanded=False)
+
+
+def report_html(sel: dict[str, Importance]) -> bytes:
+    """The HTML report of the chosen distributions (built only when the button is pressed: it embeds plotly.js)."""
+    snippets = list(dict.fromkeys(s for s in (codegen.snippet_from_provenance(v.provenance) for v in sel.values()) if s))
+    return build_report(sel, title="Importance distributions", sections=None,
+                        subtitle=f"{len(sel)} distributions kept in Importance Explorer.",
+                        code="\n\n".join(snippets) or None).encode()

@@ -152,16 +152,7 @@ def _fmt(v) -> str:
 
 
 def auroc_heatmap(result: SuiteResult):
-    t = result.table
-    dets = list(result.summary()["detector"])
-    sets = list(dict.fromkeys(t["ood_set"]))
-    z = np.full((len(dets), len(sets)), np.nan)
-    for _, r in t.iterrows():
-        z[dets.index(r["detector"]), sets.index(r["ood_set"])] = r["auroc"]
-    # the colours span chance (0.5) to perfect; every cell prints its value, so worse-than-chance cells
-    # (all the same red) still read apart, while 0.7 vs 0.95 keeps its contrast
-    return viz.heatmap_table(z, [ood.spec(d).name for d in dets], sets, title="AUROC per detector and OOD set",
-                             zmin=0.5, zmax=1.0, colorbar_title="AUROC")
+    return workflow.auroc_heatmap(result)
 
 
 def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:

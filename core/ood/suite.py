@@ -67,7 +67,8 @@ class SuiteResult:
     id_index: np.ndarray | None = None
     #: every scored set's data spec (name -> spec), for showing its samples
     set_specs: dict[str, dict] = field(default_factory=dict)
-    #: the fingerprint of the request that produced the result (core.ood.workflow.OODRequest)
+    #: the request that produced the result (core.ood.workflow.OODRequest) and its fingerprint
+    request: Any = None
     fingerprint: str = ""
     _summary: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
     _summary_of: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)

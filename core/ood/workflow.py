@@ -15,6 +15,7 @@ half of an uploaded workspace); the ID evaluation set is the workspace's data or
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -269,6 +270,7 @@ def evaluate(resolver: Resolver, request: OODRequest, progress: Progress | None 
     result.id_outputs = eval_out
     result.id_spec = eval_spec
     result.set_specs = {"ID": eval_spec, **{k: cands[k]["spec"] for k in sets if k != "ID"}}
+    result.request = request
     result.fingerprint = request.fingerprint
     return result
 
@@ -279,11 +281,58 @@ def to_importances(result: SuiteResult, detector: str, workspace: dict) -> dict[
     name = REGISTRY.spec(detector).name
     out = {}
     for set_name, v in result.scores[detector].items():
+        request = None
+        if result.request is not None:  # the run of this one detector, to reproduce the values
+            request = {f.name: getattr(result.request, f.name) for f in dataclasses.fields(result.request)}
+            request["detectors"] = {detector: result.params.get(detector, {})}
         prov = make_provenance("ood", detector, result.params.get(detector, {}), model=workspace["model"],
                                data=result.set_specs.get(set_name, set_name), seed=workspace["data"].get("seed"),
-                               set=set_name, workspace=workspace, fit_info=result.info.get(detector, {}))
+                               set=set_name, workspace=workspace, fit_info=result.info.get(detector, {}),
+                               request=request)
         out[f"OOD · {name} · {set_name}"] = Importance(values=v, unit="sample", scale="score", provenance=prov)
     return out
+
+
+def auroc_heatmap(result: SuiteResult):
+    """The AUROC of every detector (rows, best mean first) on every OOD set (columns) as a heatmap."""
+    import core.viz as viz
+
+    t = result.table
+    dets = list(result.summary()["detector"])
+    sets = list(dict.fromkeys(t["ood_set"]))
+    z = np.full((len(dets), len(sets)), np.nan)
+    for det, set_name, auroc in zip(t["detector"], t["ood_set"], t["auroc"]):
+        z[dets.index(det), sets.index(set_name)] = auroc
+    # the colours span chance (0.5) to perfect; every cell prints its value, so worse-than-chance cells
+    # (all the same red) still read apart, while 0.7 vs 0.95 keeps its contrast
+    return viz.heatmap_table(z, [REGISTRY.spec(d).name for d in dets], sets, title="AUROC per detector and OOD set",
+                             zmin=0.5, zmax=1.0, colorbar_title="AUROC")
+
+
+def report_section(result: SuiteResult, workspace: dict):
+    """The OOD part of an HTML report (core.report.Section): the summary, the AUROC heatmap and the best
+    detector's score distributions."""
+    import core.viz as viz
+    from core.report import Section
+    from core.workspace import describe_data, describe_model
+
+    summary = result.summary()
+    if not summary.empty:
+        summary.insert(1, "name", [REGISTRY.spec(d).name for d in summary["detector"]])
+    figures = [auroc_heatmap(result)] if not result.table.empty else []
+    if result.detectors:
+        best = summary["detector"].iloc[0] if not summary.empty else result.detectors[0]
+        figures.append(viz.score_distributions(result.scores[best], title=f"{REGISTRY.spec(best).name} scores "
+                                               "(higher = more in-distribution)"))
+    problems = [f"{REGISTRY.spec(d).name if d in REGISTRY else d}: {m}" for d, m in result.errors.items()]
+    problems += [f"{k}: {m}" for k, m in result.set_errors.items()]
+    text = (f"{len(result.detectors)} post-hoc detectors of {describe_model(workspace['model'])} on "
+            f"{describe_data(workspace['data'])}: fitted on the model's training data, scored on the ID set and "
+            f"{len(set(result.table['ood_set']))} OOD sets. FPR@95 follows the {result.convention} convention."
+            + (" Not run: " + "; ".join(problems) if problems else ""))
+    return Section("Out-of-distribution detection", text,
+                   tables=[("One row per detector, sorted by mean AUROC.", summary),
+                           ("Every detector on every OOD set.", result.table)], figures=figures)
 
 
 def usable_detectors(resolver: Resolver, ws: dict) -> dict[str, str | None]:
@@ -306,7 +355,7 @@ def default_request(resolver: Resolver, ws: dict, n_fit: int = 2000, include_slo
                       n_fit=0 if is_table and ws["data"]["kind"] == "builtin" else n_fit)
 
 
-__all__ = ["DEFAULT_SETS", "DEFAULT_TABLE_SETS", "OODRequest", "candidate_sets", "class_mismatch", "default_request",
+__all__ = ["DEFAULT_SETS", "auroc_heatmap", "DEFAULT_TABLE_SETS", "OODRequest", "candidate_sets", "class_mismatch", "default_request",
            "default_sets", "evaluate", "fit_and_eval_specs", "id_upload_spec", "input_batches", "ood_upload_set",
-           "split_outputs", "table_candidate_sets", "to_importances", "usable_detectors", "validation_spec"]
+           "report_section", "split_outputs", "table_candidate_sets", "to_importances", "usable_detectors", "validation_spec"]
 

@@ -233,3 +233,26 @@ def test_a_bug_is_not_presented_as_an_input_error(monkeypatch, caplog, raised, s
         assert "this is a bug" in errors and "ValueError" in errors
         assert "broadcast" not in errors  # the bug's message is not shown as if it were about the input
         assert any(r.exc_info and r.exc_info[1] is raised for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_the_exported_notebook_reproduces_the_page_numbers(ran):
+    """The Code expander's notebook of the default run, executed offline in a fresh kernel, prints the same
+    metrics table as the page shows."""
+    import nbformat
+    import pandas as pd
+    from nbclient import NotebookClient
+
+    from core import codegen
+
+    result = ran.session_state["ood_result"]
+    code = " ".join(c.value for c in ran.get("code"))
+    assert "OODRequest(" in code and "evaluate(resolver, request" in code
+    nb = nbformat.reads(codegen.notebook("ood", result.request, "OOD detection"), as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
+    table = pd.DataFrame(json.loads(printed))
+    page = result.table.reset_index(drop=True)
+    assert list(table["detector"]) == list(page["detector"]) and list(table["ood_set"]) == list(page["ood_set"])
+    for col in ("auroc", "aupr_in", "aupr_out", "fpr95"):
+        assert table[col].to_numpy() == pytest.approx(page[col].to_numpy(), abs=1e-9), col

@@ -1,0 +1,236 @@
+"""Audit a model and a dataset from the command line, with no UI, and write an HTML report.
+
+    python -m core.audit --out report.html                       # the built-in defaults (shipped ViT, Shapes)
+    python -m core.audit --data my_images/ --model my_model_dir --out audit.html
+    python -m core.audit --data table.csv --label y --model random-forest --out audit.html
+
+It runs the same core workflows as the app's pages (``core.ood.workflow.evaluate``, ...), shows
+progress on the terminal, and exits with status 2 and a one-line reason on bad input (1 for an
+unexpected error, with the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+import traceback
+import zipfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from core import runtime
+from core.errors import UserError
+
+ANALYSES = ("ood",)
+#: an image folder zipped in memory is bounded like an upload (the loader checks the rest)
+MAX_FOLDER_BYTES = 2 * 2**30
+
+
+class AuditError(UserError):
+    """Bad command-line input; the message is the one line the audit prints."""
+
+
+def _progress(quiet: bool) -> Callable[[float, str], None]:
+    last = [0.0]
+
+    def report(fraction: float, message: str) -> None:
+        if quiet:
+            return
+        now = time.monotonic()
+        if now - last[0] < 0.2 and fraction < 1.0:
+            return
+        last[0] = now
+        sys.stderr.write(f"\r{min(max(fraction, 0.0), 1.0):4.0%} {message[:90]:<90}")
+        sys.stderr.flush()
+        if fraction >= 1.0:
+            sys.stderr.write("\n")
+
+    return report
+
+
+def _zip_folder(path: Path) -> bytes:
+    buf = io.BytesIO()
+    total = 0
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for f in sorted(path.rglob("*")):
+            if f.is_file() and not f.is_symlink():
+                total += f.stat().st_size
+                if total > MAX_FOLDER_BYTES:
+                    raise AuditError(f"The folder '{path}' holds more than {MAX_FOLDER_BYTES // 2**30} GB of files; "
+                                     "audit a smaller sample of it.")
+                zf.write(f, f.relative_to(path).as_posix())
+    return buf.getvalue()
+
+
+def data_spec(resolver, data: str, *, label: str | None, split: str, n: int | None, seed: int) -> dict:
+    """The workspace data spec of ``--data``: a built-in dataset name, or a path to an image folder, a
+    .zip of one, a CSV/Parquet table or an .npz of model outputs."""
+    import core.data as core_data
+
+    if data in core_data.available():
+        generated = core_data.kind_of(data) == "image" and data != "digits"  # the others have a fixed size
+        return {"kind": "builtin", "name": data, "split": split, "n": n if generated else None, "seed": seed,
+                "shift": None}
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise AuditError(f"--data '{data}' is neither a built-in dataset ({', '.join(core_data.available())}) nor "
+                         "an existing file or folder.")
+    if path.is_dir():
+        content, filename = _zip_folder(path), f"{path.name or 'folder'}.zip"
+    else:
+        try:
+            content, filename = path.read_bytes(), path.name
+        except OSError as e:
+            raise AuditError(f"Could not read --data '{data}': {e.strerror or e}.") from None
+    options = {"label": label} if label else {}
+    return resolver.data_upload_spec(filename, content, **options)
+
+
+def model_spec(model: str | None, kind: str, *, seed: int, num_classes: int | None, input_size: int | None) -> dict:
+    """The workspace model spec of ``--model`` for data of ``kind`` ("image", "table" or "outputs")."""
+    import core.models as core_models
+
+    if kind == "outputs":
+        return {"kind": "none"}
+    if kind == "table":
+        from core.models.tabular import available_tabular
+
+        name = model or "logistic-regression"
+        if name not in available_tabular():
+            raise AuditError(f"--model '{name}' is not a tabular model; choose one of: {', '.join(available_tabular())}.")
+        return {"kind": "tabular", "name": name, "seed": seed}
+    name = model or "shapes-vit"
+    if name in core_models.available() or Path(name).expanduser().is_dir():
+        return {"kind": "zoo", "name": name}
+    return {"kind": "timm", "name": name, "pretrained": False, "num_classes": num_classes, "input_size": input_size}
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    from core import report as core_report
+    from core.ood import workflow as ood_workflow
+    from core.workspace import Resolver, data_kind_of
+
+    progress = _progress(args.quiet)
+    resolver = Resolver()
+    data = data_spec(resolver, args.data, label=args.label, split=args.split, n=args.n, seed=args.seed)
+    ws = {"model": model_spec(args.model, data_kind_of(data), seed=args.seed, num_classes=args.num_classes,
+                              input_size=args.input_size), "data": data}
+    analyses = _split_list(args.analyses) or list(ANALYSES)
+    unknown = [a for a in analyses if a not in ANALYSES]
+    if unknown:
+        raise AuditError(f"--analyses: unknown {', '.join(unknown)}; available: {', '.join(ANALYSES)}.")
+    detectors = _split_list(args.detectors)
+    if detectors:
+        import core.ood as ood
+
+        for d in detectors:
+            ood.spec(d)  # an unknown id fails before any work, naming the available ones
+    progress(0.0, "Loading the workspace")
+    resolver.current(ws, progress=lambda f, m: progress(0.1 * f, f"Running the model: {m}"))
+    sections, items, code = [], {}, []
+    if "ood" in analyses:
+        request = ood_workflow.default_request(resolver, ws, n_fit=args.n_fit)
+        if detectors:
+            import core.ood as ood
+
+            usable = ood_workflow.usable_detectors(resolver, ws)
+            refused = {d: usable[d] for d in detectors if usable[d]}
+            if refused:
+                raise AuditError("--detectors: " + "; ".join(f"{d}: {r}" for d, r in refused.items()))
+            request = replace(request, detectors={d: ood.spec(d).defaults for d in detectors})
+        sets = _split_list(args.ood_sets)
+        if sets:
+            request = replace(request, set_names=tuple(sets))
+        request = replace(request, convention=args.convention)
+        result = ood_workflow.evaluate(resolver, request, progress=lambda f, m: progress(0.1 + 0.85 * f, m))
+        sections.append(ood_workflow.report_section(result, ws))
+        if result.detectors:  # the best detector's scores on every set
+            items.update(ood_workflow.to_importances(result, result.summary()["detector"].iloc[0], ws))
+        from core.codegen import snippet
+
+        code.append(snippet("ood", request))
+        if args.scores_out:
+            write_scores(result, Path(args.scores_out))
+        if not args.quiet:
+            top = result.summary().head(5)
+            sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
+                             .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+    from core.workspace import describe_data, describe_model
+
+    html = core_report.build_report(items, title="Importance Explorer audit",
+                                    subtitle=f"{describe_model(ws['model'])} on {describe_data(ws['data'])}.",
+                                    sections=sections, code="\n\n".join(code))
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+    except OSError as e:
+        raise AuditError(f"Could not write --out '{out}': {e.strerror or e}.") from None
+    progress(1.0, f"Report written to {out}")
+    return 0
+
+
+def write_scores(result, folder: Path) -> None:
+    """Per-sample OOD scores as Parquet: one file per set, columns ``sample_id``, ``set`` and one per detector."""
+    import pandas as pd
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AuditError(f"Could not create --scores-out '{folder}': {e.strerror or e}.") from None
+    sets = list(dict.fromkeys(s for per in result.scores.values() for s in per))
+    for i, set_name in enumerate(sets):
+        cols = {d: result.scores[d][set_name] for d in result.detectors if set_name in result.scores[d]}
+        n = len(next(iter(cols.values())))
+        df = pd.DataFrame({"sample_id": range(n), "set": set_name, **cols})
+        df.to_parquet(folder / f"scores_{i:02d}.parquet", index=False)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.audit", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="the HTML report to write")
+    p.add_argument("--data", default="shapes", help="a built-in dataset, or a path: an image folder (one sub-folder "
+                                                    "per class), a .zip of one, a .csv/.parquet table, an .npz of outputs")
+    p.add_argument("--label", help="the label column of a table")
+    p.add_argument("--split", default="test", choices=["test", "train"], help="split of a built-in dataset")
+    p.add_argument("--n", type=int, default=500, help="samples of a generated built-in dataset (Shapes)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--model", help="a shipped model, a model folder, a timm architecture, or a tabular model kind")
+    p.add_argument("--num-classes", type=int, help="classes of a timm architecture")
+    p.add_argument("--input-size", type=int, help="input size (pixels) of a timm architecture")
+    p.add_argument("--analyses", help=f"comma-separated, of: {', '.join(ANALYSES)} (default: all)")
+    p.add_argument("--detectors", help="comma-separated OOD detector ids (default: every usable one that is not slow)")
+    p.add_argument("--ood-sets", help="comma-separated OOD set names (default: the standard near/far/shift sets)")
+    p.add_argument("--n-fit", type=int, default=2000, help="fit samples of a generated world")
+    p.add_argument("--convention", default="ood-positive", choices=["ood-positive", "id-positive"])
+    p.add_argument("--scores-out", help="a folder for the per-sample scores as Parquet")
+    p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    runtime.configure()
+    try:
+        return run(args)
+    except UserError as e:
+        sys.stderr.write(f"\naudit: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("\naudit: interrupted\n")
+        return 130
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        sys.stderr.write(f"\naudit: unexpected error ({type(e).__name__}: {e}); this is a bug, please report it.\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
