@@ -28,3 +28,9 @@ def test_ood_page_runs_default_analysis(app_url, page, tmp_path):
     wait_idle(page)
     assert_no_exception(page)
     assert page.locator(".js-plotly-plot").count() >= 1
+    assert "shelf=" in page.url  # the shelf's id is in the link, so a reload finds it again
+    page.reload()
+    page.get_by_text("Pairwise comparison").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    assert "Kept distributions (7)" in page.inner_text("body")
