@@ -47,8 +47,13 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
     has_model = hasattr(model, "forward")
     reasons = {d: ood.unavailable_reason(d, outputs, has_model=has_model) for d in ood.available()}
     usable = [d for d, r in reasons.items() if r is None]
-    detectors = st.multiselect("Detectors", usable, default=usable, key="ood_detectors",
-                               format_func=lambda d: f"{ood.spec(d).name} ({ood.spec(d).group})")
+    detectors = st.multiselect("Detectors", usable, default=ood.REGISTRY.default_selection(usable),
+                               key="ood_detectors", format_func=lambda d: f"{ood.spec(d).name} ({ood.spec(d).group})"
+                               + (" · slow" if ood.spec(d).slow else ""))
+    for d in usable:
+        if ood.spec(d).slow and d not in detectors:
+            st.caption(f":material/hourglass: {ood.spec(d).name} is left out by default because {ood.spec(d).slow}; "
+                       "add it above to run it.")
     for d, r in reasons.items():
         if r:
             st.caption(f":material/block: {ood.spec(d).name}: {r}")

@@ -16,7 +16,9 @@ from .base import Detector, OODError, ParamSpec, register
           "ICLR 2018",
           params=(ParamSpec("temperature", 1000.0, "float", "Temperature T of the softmax.", low=1e-3, high=1e5, log=True),
                   ParamSpec("epsilon", 0.0014, "float", "Perturbation size ε in [0, 1] pixel units.", low=0.0, high=0.1),
-                  ParamSpec("batch_size", 64, "int", "Images per forward/backward pass.", low=1, high=4096)))
+                  ParamSpec("batch_size", 64, "int", "Images per forward/backward pass.", low=1, high=4096)),
+          slow="it runs the network forward, backward and forward again on every image of every set (about half "
+               "of a full run's time on 2 cores)")
 class ODIN(Detector):
     """**ODIN: temperature scaling and input perturbation.** score = max_c softmax(f(x̃)/T)_c with
     x̃ = x − ε·sign(∇ₓ CE(f(x)/T, ŷ)) / σ.
