@@ -9,6 +9,7 @@ definitions; each formula is in the docstring.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -244,8 +245,8 @@ def compare_matrix(items: dict[str, Importance], metric: str = "js_divergence", 
 
 
 # ---------------------------------------------------------------------------- provenance
-def versions() -> dict[str, str]:
-    """Versions of Python and the packages a result depends on."""
+@functools.cache
+def _versions() -> tuple[tuple[str, str], ...]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
@@ -254,7 +255,12 @@ def versions() -> dict[str, str]:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             pass
-    return out
+    return tuple(out.items())
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages a result depends on (read once: importlib.metadata is slow)."""
+    return dict(_versions())
 
 
 def make_provenance(analysis: str, method: str, parameters: dict | None = None, model: Any = None,

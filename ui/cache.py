@@ -51,8 +51,24 @@ def results_cache() -> ByteCache:
     return ByteCache(_budget("results"), name="results")
 
 
+#: what one cached figure is charged (plotly figures hold small binned arrays; the entry cap bounds them)
+FIGURE_BYTES = 200_000
+
+
+@st.cache_resource(show_spinner=False)
+def figures_cache() -> ByteCache:
+    """Figures and tables drawn from cached results, built once per (result, view) and shared by every session:
+    a rerun that only redraws costs no figure building."""
+    return ByteCache(512 * FIGURE_BYTES, name="figures", max_entries=512)
+
+
+def shared_figure(result_key, name: str, build, *params):
+    """The figure ``build()`` for ``(result_key, name, params)``, built once for every session."""
+    return figures_cache().get_or_compute(("fig", result_key, name, params), build, nbytes=FIGURE_BYTES)
+
+
 def all_caches() -> list[ByteCache]:
-    return [models_cache(), datasets_cache(), outputs_cache(), results_cache()]
+    return [models_cache(), datasets_cache(), outputs_cache(), results_cache(), figures_cache()]
 
 
 def usage_rows() -> list[dict]:

@@ -123,13 +123,16 @@ def save_bytes(items: dict[str, Importance]) -> bytes:
     return save(items)
 
 
-def keep_control(importances: dict[str, Importance], key: str, what: str, help: str | None = None) -> None:
-    """The same "Keep" button on every analysis page: keeps ``importances`` (label -> Importance) on the
-    shelf and links to the Importance page."""
+def keep_control(importances, key: str, what: str, help: str | None = None) -> None:
+    """The same "Keep" button on every analysis page: keeps ``importances`` (label -> Importance, or a
+    function returning them, called only when the button is pressed) on the shelf and links to the
+    Importance page."""
     from . import workspace as wsp
 
     if st.button(f"Keep {what}", key=key, icon=":material/bookmark_add:",
                  help=help or f"Keeps {what} as importance distributions for the Importance page."):
+        if callable(importances):
+            importances = importances()
         added = sum(keep(imp, label=label, with_status=True)[1] for label, imp in importances.items())
         already = len(importances) - added
         st.success(f"Kept {added} distribution{'s' if added != 1 else ''}"

@@ -13,7 +13,7 @@ from core.ood.workflow import OODRequest
 
 from . import importance_store
 from . import workspace as wsp
-from .cache import results_cache
+from .cache import results_cache, shared_figure
 from .params import param_controls as spec_controls
 
 GROUP_LABELS = {"near": "near-OOD", "shift": "covariate shift", "far": "far-OOD", "upload": "uploaded"}
@@ -151,8 +151,31 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _rkey(result: SuiteResult) -> tuple:
+    """What identifies a result's figures: its request and the FPR convention (the same for every session)."""
+    return (result.fingerprint or id(result), result.convention)
+
+
 def auroc_heatmap(result: SuiteResult):
-    return workflow.auroc_heatmap(result)
+    return shared_figure(_rkey(result), "auroc", lambda: workflow.auroc_heatmap(result))
+
+
+def roc_figure(result: SuiteResult, det: str, target: str | None):
+    """ROC curves of ``det`` on every OOD set (``target`` None), or of every detector on ``target``."""
+    scores = result.scores[det]
+    if target is None:
+        curves = {s: ood.roc_curve(scores["ID"], v, convention=result.convention, max_points=500)[:2]
+                  for s, v in scores.items() if s != "ID"}
+        title = f"ROC of {ood.spec(det).name}"
+    else:
+        curves = {ood.spec(d).name: ood.roc_curve(result.scores[d]["ID"], result.scores[d][target],
+                                                  convention=result.convention, max_points=500)[:2]
+                  for d in result.detectors if target in result.scores[d]}
+        title = f"ROC on {target}"
+    axes = (("share of ID flagged (FPR)", "share of OOD caught (TPR)") if result.convention == "ood-positive"
+            else ("share of OOD accepted (FPR)", "share of ID accepted (TPR)"))
+    return viz.roc_curves(curves, title=title, xaxis=axes[0], yaxis=axes[1],
+                          highlight=None if target is None else ood.spec(det).name)
 
 
 def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
@@ -166,8 +189,9 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
     tabs = st.tabs(["Score distributions", "ROC curves", "Threshold", "Per class", "Gallery"])
     with tabs[0]:
         kind = st.radio("Plot", ["histogram", "ecdf"], horizontal=True, key="ood_hist_kind")
-        st.plotly_chart(viz.score_distributions(scores, kind=kind, title=f"{ood.spec(det).name} scores "
-                                                "(higher = more in-distribution)"), width="stretch")
+        st.plotly_chart(shared_figure(_rkey(result), "scores", lambda: viz.score_distributions(
+            scores, kind=kind, title=f"{ood.spec(det).name} scores (higher = more in-distribution)"), det, kind),
+            width="stretch")
         with st.expander("What this detector computes"):
             st.markdown(ood.spec(det).description)
             st.caption(ood.spec(det).reference)
@@ -179,21 +203,11 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
     with tabs[1]:
         compare = st.radio("Compare", ["this detector on every OOD set", "every detector on one OOD set"],
                            horizontal=True, key="ood_roc_mode")
-        if compare.startswith("this"):
-            curves = {s: ood.roc_curve(scores["ID"], v, convention=result.convention, max_points=500)[:2]
-                      for s, v in scores.items() if s != "ID"}
-            title = f"ROC of {ood.spec(det).name}"
-        else:
+        target = None
+        if not compare.startswith("this"):
             ood_sets = [s for s in scores if s != "ID"]
             target = st.selectbox("OOD set", ood_sets, key="ood_roc_set")
-            curves = {ood.spec(d).name: ood.roc_curve(result.scores[d]["ID"], result.scores[d][target],
-                                                      convention=result.convention, max_points=500)[:2]
-                      for d in result.detectors if target in result.scores[d]}
-            title = f"ROC on {target}"
-        axes = (("share of ID flagged (FPR)", "share of OOD caught (TPR)") if result.convention == "ood-positive"
-                else ("share of OOD accepted (FPR)", "share of ID accepted (TPR)"))
-        st.plotly_chart(viz.roc_curves(curves, title=title, xaxis=axes[0], yaxis=axes[1],
-                                       highlight=None if compare.startswith("this") else ood.spec(det).name),
+        st.plotly_chart(shared_figure(_rkey(result), "roc", lambda: roc_figure(result, det, target), det, target),
                         width="stretch")
     with tabs[2]:
         allv = np.concatenate(list(scores.values()))
@@ -203,7 +217,8 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
             hi = lo + 1.0
         thr = st.slider("Threshold: samples scoring at or below it are flagged as OOD", lo, hi,
                         min(max(default, lo), hi), step=(hi - lo) / 1000, key=f"ood_thr_{det}", format="%.4g")
-        st.plotly_chart(viz.score_distributions(scores, threshold=thr), width="stretch")
+        st.plotly_chart(shared_figure(_rkey(result), "threshold",
+                                      lambda: viz.score_distributions(scores, threshold=thr), det, thr), width="stretch")
         st.dataframe(flagged_counts(scores, thr).style.format({"share flagged": "{:.1%}"}), hide_index=True,
                      width="stretch")
         st.caption("The default threshold keeps 95% of the ID samples.")
@@ -217,9 +232,9 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
             s_ood = (np.concatenate([scores[s] for s in ood_sets]) if target == "all OOD sets pooled" else scores[target])
             names = eval_out.class_names or [str(k) for k in range(eval_out.num_classes)]
             table = per_class(scores["ID"], eval_out.labels, names, s_ood, convention=result.convention)
-            st.plotly_chart(viz.grouped_bars({"AUROC": dict(zip(table["class"], table["auroc"]))},
-                                             title="AUROC of each ID class against the OOD scores", yaxis="AUROC",
-                                             yrange=(0, 1)), width="stretch")
+            st.plotly_chart(shared_figure(_rkey(result), "per-class", lambda: viz.grouped_bars(
+                {"AUROC": dict(zip(table["class"], table["auroc"]))}, title="AUROC of each ID class against the OOD "
+                "scores", yaxis="AUROC", yrange=(0, 1)), det, target), width="stretch")
             st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch")
     with tabs[4]:
         most, least = extremes(scores, k=8)
@@ -268,6 +283,6 @@ def export(result: SuiteResult, ws: dict) -> None:
     name = ood.spec(det).name
     with c3:
         importance_store.keep_control(
-            workflow.to_importances(result, det, ws), key="ood_keep", what=f"{name} scores",
+            lambda: workflow.to_importances(result, det, ws), key="ood_keep", what=f"{name} scores",
             help=f"Keeps the scores of the detector shown above ({name}) on the ID set and on every OOD set as "
                  "importance distributions (one value per sample), for the Importance page.")

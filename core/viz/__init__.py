@@ -4,10 +4,12 @@ Large inputs are binned in numpy before plotting, so a figure stays small whatev
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.colors import qualitative
 
 PALETTE = qualitative.Plotly + qualitative.D3
@@ -18,10 +20,19 @@ def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+@functools.cache
+def _template_json() -> dict:
+    """The template's JSON, validated once (plotly validates and deep-copies a template on every assignment:
+    about 30 ms a figure, most of a page's rerun when it draws ten figures)."""
+    return pio.templates[TEMPLATE].to_plotly_json()
+
+
 def _layout(fig: go.Figure, title: str | None, height: int = 380, **kw) -> go.Figure:
     # legend under the plot: several long set names never collide with the title
-    fig.update_layout(template=TEMPLATE, title=title, height=height, margin=dict(l=50, r=20, t=50 if title else 20, b=90),
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50 if title else 20, b=90),
                       legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0), **kw)
+    # the already validated template goes straight into the layout's dict: the same JSON, 6 ms instead of 33
+    fig._layout["template"] = _template_json()
     return fig
 
 

@@ -245,13 +245,13 @@ def test_a_bug_is_not_presented_as_an_input_error(monkeypatch, caplog, raised, s
 def test_the_exported_notebook_reproduces_the_page_numbers(ran):
     """The Code expander's notebook of the default run, executed offline in a fresh kernel, prints the same
     metrics table as the page shows."""
+    import dataclasses
+
     import nbformat
     import pandas as pd
     from nbclient import NotebookClient
 
     from core import codegen
-
-    import dataclasses
 
     result = ran.session_state["ood_result"]
     code = " ".join(c.value for c in ran.get("code"))
