@@ -1,0 +1,51 @@
+"""Fixtures for the shift-attribution tests (the world itself lives in shift_worlds.py)."""
+from __future__ import annotations
+
+import pytest
+from shift_worlds import GRAPH, SHIFTS, predict_proba, sample
+
+from core import shift
+
+N = 2000
+
+
+class DictCache:
+    """The smallest cache a workflow accepts: ``get_or_compute`` over a dict, counting computations."""
+
+    def __init__(self):
+        self.items, self.computed = {}, 0
+
+    def get_or_compute(self, key, compute):
+        if key not in self.items:
+            self.computed += 1
+            self.items[key] = compute()
+        return self.items[key]
+
+
+@pytest.fixture(scope="session")
+def source():
+    return sample(N, seed=11)
+
+
+@pytest.fixture(scope="session")
+def targets():
+    """The target of each single-mechanism shift, and an unshifted one."""
+    out = {name: sample(N, seed=101, **kw) for name, kw in SHIFTS.items()}
+    out["none"] = sample(N, seed=102)
+    return out
+
+
+@pytest.fixture(scope="session")
+def explain(source, targets):
+    """explain(shift, **options): the explanation of source → targets[shift] (memoised per options)."""
+    memo = {}
+
+    def run(name, **options):
+        options.setdefault("metric", "log_loss")
+        key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
+        if key not in memo:
+            memo[key] = shift.explain_performance_change(source, targets[name], predict_proba=predict_proba,
+                                                         label="y", graph=GRAPH, **options)
+        return memo[key]
+
+    return run
