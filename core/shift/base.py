@@ -92,11 +92,20 @@ def _no_calibration_spec():
 
 
 # ---------------------------------------------------------------------------- Shapley estimators
+MAX_EXACT_PLAYERS = 10
+
+
+def _check_shapley(spec: MethodSpec, caps: Capabilities) -> str | None:
+    players = caps.facts.get("players")
+    if spec.id == "exact" and players is not None and players > MAX_EXACT_PLAYERS:
+        return (f"Exact Shapley values enumerate 2^{players} = {1 << players:,} coalitions; use permutation sampling "
+                f"beyond {MAX_EXACT_PLAYERS} mechanisms.")
+    return None
+
+
 SHAPLEY: Registry[MethodSpec] = Registry(
     "shift", noun="Shapley estimator", error=ShiftError, groups=("shapley",), needs=(),
-    order=("exact", "permutation"))
-
-MAX_EXACT_PLAYERS = 10
+    order=("exact", "permutation"), check=_check_shapley)
 N_PERMUTATIONS = ParamSpec("n_permutations", 256, "int", "Sampled orderings of the mechanisms (each also walked "
                            "in reverse); used by the permutation estimator.", low=2, high=100000, log=True)
 

@@ -586,10 +586,10 @@ class _Explainer:
             "source_clipped": src["clipped"] / n_s, "target_clipped": tgt["clipped"] / n_t,
         }
         if self.metric == "auroc":
-            ones_s = np.ones((1, n_s))
-            ones_t = np.ones((1, n_t))
-            cs = ones_s if counts_s is None else np.vstack([ones_s, counts_s.astype(np.float64)])
-            ct = ones_t if counts_t is None else np.vstack([ones_t, counts_t.astype(np.float64)])
+            ones_s = np.ones((1, n_s), np.uint16)
+            ones_t = np.ones((1, n_t), np.uint16)
+            cs = ones_s if counts_s is None else np.vstack([ones_s, counts_s])  # uint16: 2 bytes a row and replicate
+            ct = ones_t if counts_t is None else np.vstack([ones_t, counts_t])
             ss = SortedScores(self.ps[:, 1], self.ys)
             st = SortedScores(self.pt[:, 1], self.yt)
             out_s = np.empty((len(cs), len(masks)))

@@ -227,5 +227,25 @@ def label_features_graph(label: str, feature_columns: Sequence[str], direction: 
 
 PRESETS = ("all-marginals", "topological-order", "shapes", "label->features", "features->label")
 
-__all__ = ["PRESETS", "Mechanism", "ShiftGraph", "all_marginals", "label_features_graph", "make_graph", "shapes_graph",
-           "topological_order"]
+
+def graph_preset(name: str, *, nodes: Sequence[str] = (), label: str | None = None,
+                 features: Sequence[str] = ()) -> tuple[dict[str, list[str]], dict[str, list[str]] | None]:
+    """(graph, groups) of preset ``name`` (one of :data:`PRESETS`), for a graph editor's buttons.
+
+    "all-marginals" and "topological-order" use ``nodes`` (columns or node names, in order; groups
+    None: a node is its column); "shapes" the Shapes world; "label->features"/"features->label" the
+    ``label`` column and the ``features`` columns as one node."""
+    if name == "all-marginals":
+        return all_marginals(nodes), None
+    if name == "topological-order":
+        return topological_order(nodes), None
+    if name == "shapes":
+        return shapes_graph()
+    if name in ("label->features", "features->label"):
+        if label is None or not features:
+            raise ShiftError(f"The '{name}' preset needs the label column and the feature columns.")
+        return label_features_graph(label, features, name)
+    raise ShiftError(f"Unknown graph preset {name!r}; presets: {', '.join(PRESETS)}.")
+
+__all__ = ["PRESETS", "Mechanism", "ShiftGraph", "all_marginals", "graph_preset", "label_features_graph", "make_graph",
+           "shapes_graph", "topological_order"]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numba import njit
 from threadpoolctl import threadpool_limits
 
 from .base import ShiftError, ShiftSettings
@@ -165,6 +166,37 @@ def _subsample(rows: np.ndarray, domain: np.ndarray, limit: int, rng: np.random.
 
 
 # ---------------------------------------------------------------------------- calibration
+@njit(cache=True, nogil=True)
+def _logistic_pass(s, t, a, b):
+    """One pass over the rows: the negative log-likelihood of σ(a·s + b) against targets t, its
+    gradient (∂a, ∂b) and Hessian (aa, ab, bb). Fused so that a Newton step reads the scores once
+    (NumPy needs about ten temporaries of n floats per step)."""
+    nll = 0.0
+    ga = 0.0
+    gb = 0.0
+    haa = 0.0
+    hab = 0.0
+    hbb = 0.0
+    for i in range(s.size):
+        z = a * s[i] + b
+        if z > 0:
+            e = np.exp(-z)
+            nll += z + np.log1p(e) - t[i] * z
+            p = 1.0 / (1.0 + e)
+        else:
+            e = np.exp(z)
+            nll += np.log1p(e) - t[i] * z
+            p = e / (1.0 + e)
+        g = p - t[i]
+        ga += g * s[i]
+        gb += g
+        h = p * (1.0 - p)
+        haa += h * s[i] * s[i]
+        hab += h * s[i]
+        hbb += h
+    return nll, ga, gb, haa, hab, hbb
+
+
 def _platt_fit(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(a, b) maximising the likelihood of σ(a·s + b) with Platt's smoothed targets
     t⁺ = (N⁺+1)/(N⁺+2), t⁻ = 1/(N⁻+2), by Newton's method with step halving."""
@@ -172,31 +204,31 @@ def _platt_fit(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     n_neg = float(len(y) - n_pos)
     t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
     scale = max(float(np.std(score)), 1e-12)
-    s = (score - score.mean()) / scale
-    a, b = 1.0, float(np.log((n_pos + 1) / (n_neg + 1)))
-
-    def nll(a_, b_):
-        z = a_ * s + b_
-        return float(np.sum(np.logaddexp(0, z) - t * z))
-
-    cur = nll(a, b)
-    for _ in range(100):
-        p = 1 / (1 + np.exp(-(a * s + b)))
-        g = p - t
-        ga, gb = float(g @ s), float(g.sum())
-        h = p * (1 - p) + 1e-12
-        haa, hab, hbb = float(h @ (s * s)) + 1e-9, float(h @ s), float(h.sum()) + 1e-9
+    s = np.ascontiguousarray((score - score.mean()) / scale, dtype=np.float64)
+    # start from the identity map σ(score): a classifier's own log-odds are usually close, so Newton's
+    # method needs a few steps from here
+    a, b = scale, float(score.mean())
+    cur, ga, gb, haa, hab, hbb = _logistic_pass(s, t, a, b)
+    for _ in range(50):
+        if abs(ga) + abs(gb) < 1e-9 * len(s):
+            break
+        haa, hbb = haa + 1e-9, hbb + 1e-9
         det = haa * hbb - hab * hab
         da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
-        step = 1.0
-        while step > 1e-8:
-            new = nll(a - step * da, b - step * db)
-            if new <= cur + 1e-12:
+        if 0.5 * (ga * da + gb * db) < 1e-10 * max(1.0, abs(cur)):  # Newton decrement: the optimum up to rounding
+            break
+        step, improved = 1.0, False
+        for _ in range(30):
+            new, nga, ngb, nhaa, nhab, nhbb = _logistic_pass(s, t, a - step * da, b - step * db)
+            if new <= cur:
+                improved = True
                 break
             step /= 2
+        if not improved:  # no descent along the Newton direction: at the optimum up to rounding
+            break
         a, b = a - step * da, b - step * db
-        done = abs(cur - new) < 1e-10 * max(1.0, abs(cur))
-        cur = new
+        done = cur - new < 1e-12 * max(1.0, abs(cur))
+        cur, ga, gb, haa, hab, hbb = new, nga, ngb, nhaa, nhab, nhbb
         if done:
             break
     # back to the raw score's scale: a·(s − μ)/σ + b

@@ -63,3 +63,24 @@ def test_shapes_preset_is_the_worlds_recorded_graph():
     assert set(sub) == {"position", "size", "marker", "class"}
     with pytest.raises(ShiftError, match="Unknown Shapes mechanism"):
         shift.shapes_graph(["sparkle"])
+
+
+def test_graph_presets_for_an_editor():
+    assert shift.graph_preset("all-marginals", nodes=["a", "b"]) == ({"a": [], "b": []}, None)
+    assert shift.graph_preset("topological-order", nodes=["a", "b"])[0] == {"a": [], "b": ["a"]}
+    assert shift.graph_preset("shapes") == shift.shapes_graph()
+    graph, groups = shift.graph_preset("label->features", label="y", features=["f"])
+    assert graph == {"y": [], "features": ["y"]} and groups["features"] == ["f"]
+    with pytest.raises(ShiftError, match="needs the label"):
+        shift.graph_preset("features->label")
+    with pytest.raises(ShiftError, match="Unknown graph preset"):
+        shift.graph_preset("star")
+    assert set(shift.PRESETS) == {"all-marginals", "topological-order", "shapes", "label->features", "features->label"}
+
+
+def test_exact_shapley_is_unavailable_beyond_ten_mechanisms():
+    from core.spec import Capabilities
+
+    assert shift.SHAPLEY.unavailable_reason("exact", Capabilities(facts={"players": 10})) is None
+    assert "2^11" in shift.SHAPLEY.unavailable_reason("exact", Capabilities(facts={"players": 11}))
+    assert shift.SHAPLEY.unavailable_reason("permutation", Capabilities(facts={"players": 30})) is None
