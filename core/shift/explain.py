@@ -259,7 +259,12 @@ class ShiftExplanation:
     n_source: int
     n_target: int
     fingerprint: str
+    #: model, data, source and target names for the importances' provenance
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: the mechanisms known to have changed (the Shapes presets record them), else None
+    changed_mechanisms: list[str] | None = None
+    #: what the graph's variables are ("the Shapes factor table", "8 principal components of the features", ...)
+    variables: str = "the data's columns"
 
     @property
     def nodes(self) -> list[str]:
@@ -341,6 +346,7 @@ class ShiftExplanation:
             "c2st": None if self.c2st is None else {"auc": num(self.c2st.auc), "score": num(self.c2st.score),
                                                     "p_value": num(self.c2st.p_value)},
             "provenance": {k: v for k, v in self.provenance.items() if isinstance(v, (str, int, float, bool))},
+            "changed_mechanisms": self.changed_mechanisms, "variables": self.variables,
         }
 
     def to_json(self) -> str:
@@ -434,7 +440,8 @@ def _labels(source: pd.DataFrame, target: pd.DataFrame, label: str, n_classes: i
 def _side_sums(logw: np.ndarray, loss: np.ndarray, masks: np.ndarray, full_set: bool, log_clip: float,
                counts: np.ndarray | None) -> dict[str, np.ndarray]:
     """Per coalition: Σw, Σwℓ, Σw², Σ(unclipped w), rows clipped; with bootstrap ``counts`` [B, n]
-    also Σ count·w and Σ count·w·ℓ per replicate [B, K]."""
+    also Σ count·w and Σ count·w·ℓ per replicate [B, K] and Σ count·ℓ [B] (in blocks of rows, so no
+    [B, n] float array is ever made)."""
     n, p = logw.shape
     k = len(masks)
     out = {"sw": np.zeros(k), "swl": np.zeros(k), "sw2": np.zeros(k), "raw": np.zeros(k),
@@ -442,6 +449,7 @@ def _side_sums(logw: np.ndarray, loss: np.ndarray, masks: np.ndarray, full_set: 
     if counts is not None:
         out["boot_sw"] = np.zeros((len(counts), k))
         out["boot_swl"] = np.zeros((len(counts), k))
+        out["boot_sl"] = np.zeros(len(counts))
     block = max(1, BLOCK_ELEMENTS // max(k, 1))
     for start in range(0, n, block):
         stop = min(n, start + block)
@@ -463,6 +471,7 @@ def _side_sums(logw: np.ndarray, loss: np.ndarray, masks: np.ndarray, full_set: 
             c = counts[:, start:stop].astype(np.float64)
             out["boot_sw"] += c @ w
             out["boot_swl"] += c @ wl
+            out["boot_sl"] += c @ loss[start:stop]
     return out
 
 
@@ -576,7 +585,7 @@ class _Explainer:
         if full_set:
             tgt_all = _side_sums(-logw_t, loss_t, masks, True, log_clip,
                                  counts_t if self.metric != "auroc" else None)
-            tgt = {k: v[..., order_t] for k, v in tgt_all.items()}
+            tgt = {k: (v if k == "boot_sl" else v[..., order_t]) for k, v in tgt_all.items()}
         else:
             tgt = _side_sums(-logw_t, loss_t, masks_t, False, log_clip, counts_t if self.metric != "auroc" else None)
         stats = {
@@ -609,8 +618,8 @@ class _Explainer:
             perf_s = np.array([loss_s.mean()])
             perf_t = np.array([loss_t.mean()])
             if counts_s is not None:
-                bs = counts_s.astype(np.float64) @ loss_s / n_s
-                bt = counts_t.astype(np.float64) @ loss_t / n_t
+                bs = src["boot_sl"] / n_s
+                bt = tgt["boot_sl"] / n_t
                 bden_s = src["boot_sw"] if s.self_normalise else n_s
                 bden_t = tgt["boot_sw"] if s.self_normalise else n_t
                 v_s = np.vstack([v_s, src["boot_swl"] / bden_s])

@@ -77,8 +77,8 @@ def explain_shapes_shift(outputs_source: ModelOutputs, outputs_target: ModelOutp
 
     The variables are the datasets' factor tables; the graph is the Shapes world's
     (``MECHANISM_PARENTS``, nodes = mechanisms standing for their factor columns) unless ``graph``
-    (and ``groups``) say otherwise; ``mechanisms`` keeps a subset of the players. The target's
-    recorded ``changed_mechanisms`` (the ground truth) go into ``provenance["changed_mechanisms"]``.
+    (and ``groups``) say otherwise; ``mechanisms`` keeps a subset of the players. The mechanisms the
+    two datasets' presets changed (the ground truth) are ``result.changed_mechanisms``.
     Other arguments as :func:`core.shift.explain_from_probabilities`.
     """
     _check_pair(outputs_source, dataset_source, "source")
@@ -95,12 +95,15 @@ def explain_shapes_shift(outputs_source: ModelOutputs, outputs_target: ModelOutp
     shift_s, shift_t = dataset_source.params.get("shift") or "none", dataset_target.params.get("shift") or "none"
     provenance = {"model": model, "data": f"{dataset_source.name} ({shift_s}) → {dataset_target.name} ({shift_t})",
                   "source": f"{dataset_source.name}:{dataset_source.fingerprint()}",
-                  "target": f"{dataset_target.name}:{dataset_target.fingerprint()}",
-                  "changed_mechanisms": list(dataset_target.changed_mechanisms)}
-    return explain_from_probabilities(vs, vt, _probabilities(outputs_source), _probabilities(outputs_target),
-                                      label=LABEL, graph=graph, groups=groups, metric=metric, seed=seed,
-                                      categorical=["bg_type", "marker"], settings=settings, n_boot=n_boot,
-                                      progress=progress, cache=cache, provenance=provenance, **options)
+                  "target": f"{dataset_target.name}:{dataset_target.fingerprint()}"}
+    res = explain_from_probabilities(vs, vt, _probabilities(outputs_source), _probabilities(outputs_target),
+                                     label=LABEL, graph=graph, groups=groups, metric=metric, seed=seed,
+                                     categorical=["bg_type", "marker"], settings=settings, n_boot=n_boot,
+                                     progress=progress, cache=cache, provenance=provenance, **options)
+    changed = set(dataset_target.changed_mechanisms) ^ set(dataset_source.changed_mechanisms)
+    res.changed_mechanisms = [m for m in res.nodes if m in changed]
+    res.variables = "the Shapes factor table (ground truth known)"
+    return res
 
 
 def outputs_variables(outputs_source: ModelOutputs, outputs_target: ModelOutputs, n_components: int = 8,
@@ -155,12 +158,13 @@ def explain_outputs_shift(outputs_source: ModelOutputs, outputs_target: ModelOut
         outputs_target = outputs_target.subset(np.flatnonzero(keep_t))
     vs, vt, what = outputs_variables(outputs_source, outputs_target, n_components, seed)
     graph, groups = label_features_graph(LABEL, [c for c in vs.columns if c != LABEL], direction)
-    prov = {"model": str(outputs_source.meta.get("model", "")) if outputs_source.meta else "", "variables": what,
-            **dict(provenance or {})}
-    return explain_from_probabilities(vs, vt, _probabilities(outputs_source), _probabilities(outputs_target),
-                                      label=LABEL, graph=graph, groups=groups, metric=metric, seed=seed,
-                                      settings=settings, n_boot=n_boot, progress=progress, cache=cache,
-                                      provenance=prov, **options)
+    prov = {"model": str(outputs_source.meta.get("model", "")) if outputs_source.meta else "", **dict(provenance or {})}
+    res = explain_from_probabilities(vs, vt, _probabilities(outputs_source), _probabilities(outputs_target),
+                                     label=LABEL, graph=graph, groups=groups, metric=metric, seed=seed,
+                                     settings=settings, n_boot=n_boot, progress=progress, cache=cache,
+                                     provenance=prov, **options)
+    res.variables = what
+    return res
 
 
 @dataclass

@@ -37,15 +37,18 @@ def targets():
 
 @pytest.fixture(scope="session")
 def explain(source, targets):
-    """explain(shift, **options): the explanation of source → targets[shift] (memoised per options)."""
+    """explain(shift, **options): the explanation of source → targets[shift] (memoised per options; the
+    fitted density ratios are shared through a cache, so another metric or estimator refits nothing)."""
     memo = {}
+    cache = DictCache()
 
     def run(name, **options):
         options.setdefault("metric", "log_loss")
         key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
         if key not in memo:
             memo[key] = shift.explain_performance_change(source, targets[name], predict_proba=predict_proba,
-                                                         label="y", graph=GRAPH, **options)
+                                                         label="y", graph=GRAPH, cache=cache,
+                                                         **options)
         return memo[key]
 
     return run

@@ -37,7 +37,7 @@ def test_outputs_without_metadata_split_label_shift_from_conditional_shift(kind,
     assert res.nodes == ["label", "features"] and res.mechanism_names["features"] == "P(features | label)"
     assert abs(res.total) > 0.05, kind
     assert res.attributions[main] / res.total >= 0.8, (kind, res.attributions)
-    assert "principal components of the features" in res.provenance["variables"]
+    assert "principal components of the features" in res.variables
 
 
 def test_outputs_without_features_use_log_probabilities_and_labels_are_required():
@@ -45,7 +45,7 @@ def test_outputs_without_features_use_log_probabilities_and_labels_are_required(
     bare = ModelOutputs(logits=src.logits, features=None, labels=src.labels, preds=src.preds)
     res = shift.explain_outputs_shift(bare, tgt.subset(np.arange(400)), n_components=3, classifier="logistic",
                                       direction="features->label")
-    assert res.nodes == ["features", "label"] and "log-probabilities" in res.provenance["variables"]
+    assert res.nodes == ["features", "label"] and "log-probabilities" in res.variables
     unlabelled = ModelOutputs(logits=src.logits, features=src.features, labels=None, preds=src.preds)
     with pytest.raises(ShiftError, match="no labels"):
         shift.explain_outputs_shift(unlabelled, tgt)
@@ -71,7 +71,7 @@ def test_shapes_workflow_attributes_a_background_shift_to_the_background(shapes_
     ds_s, ds_t = shapes_pair
     res = shift.explain_shapes_shift(factor_model_outputs(ds_s), factor_model_outputs(ds_t), ds_s, ds_t,
                                      metric="log_loss")
-    assert res.provenance["changed_mechanisms"] == ["background"]
+    assert res.changed_mechanisms == ["background"] and "Shapes factor table" in res.variables
     assert res.nodes == ["class", "colour", "background", "size", "position", "rotation", "marker", "noise"]
     assert res.total > 0.5 and res.attributions["background"] / res.total >= 0.9
     bg = next(r for r in res.diagnostics.mechanisms if r.mechanism.node == "background")
