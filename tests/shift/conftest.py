@@ -2,24 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from shift_worlds import GRAPH, SHIFTS, predict_proba, sample
+from shift_worlds import GRAPH, SHIFTS, DictCache, predict_proba, sample
 
 from core import shift
 
 N = 2000
-
-
-class DictCache:
-    """The smallest cache a workflow accepts: ``get_or_compute`` over a dict, counting computations."""
-
-    def __init__(self):
-        self.items, self.computed = {}, 0
-
-    def get_or_compute(self, key, compute):
-        if key not in self.items:
-            self.computed += 1
-            self.items[key] = compute()
-        return self.items[key]
 
 
 @pytest.fixture(scope="session")

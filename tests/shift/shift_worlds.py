@@ -36,3 +36,16 @@ def predict_proba(frame: pd.DataFrame) -> np.ndarray:
     x, z = frame["x"].to_numpy(), frame["z"].to_numpy()
     p1 = 0.02 + 0.96 / (1 + np.exp(-np.clip(3.0 * (x - 1.0) / np.exp(0.5 * z), -50, 50)))
     return np.column_stack([1 - p1, p1])
+
+
+class DictCache:
+    """The smallest cache a workflow accepts: ``get_or_compute`` over a dict, counting computations."""
+
+    def __init__(self):
+        self.items, self.computed = {}, 0
+
+    def get_or_compute(self, key, compute):
+        if key not in self.items:
+            self.computed += 1
+            self.items[key] = compute()
+        return self.items[key]

@@ -3,8 +3,7 @@ import inspect
 
 import numpy as np
 import pytest
-from conftest import DictCache
-from shift_worlds import GRAPH, predict_proba
+from shift_worlds import GRAPH, DictCache, predict_proba
 
 from core import shift
 from core.importance import Importance

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import DictCache
+from shift_worlds import DictCache
 
 from core import shift
 from core.data import load
