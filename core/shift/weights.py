@@ -321,7 +321,9 @@ def fit_domain_classifier(table: ColumnTable, columns: Sequence[str], settings: 
         x, is_cat = _logistic_design(table, columns), None
     raw = np.empty(n)
     fit_seconds = 0.0
-    with threadpool_limits(limits=settings.threads):
+    # OpenMP only (scikit-learn's gradient boosting): libgomp keeps the thread count per calling thread, so this
+    # does not change other sessions' threads; BLAS stays as core.runtime set it at start-up
+    with threadpool_limits(limits=settings.threads, user_api="openmp"):
         for k in range(settings.folds):
             train = _subsample(np.flatnonzero(folds != k), domain, settings.max_fit_rows, rng)
             clf = _make_classifier(settings, is_cat, len(train), seed + 7919 * k)
