@@ -611,7 +611,7 @@ def _check_unique_names(names: list[str], filename: str) -> None:
 def _parse_csv(content: bytes, filename: str, max_cells: int, max_columns: int) -> tuple[pd.DataFrame, list[str]]:
     text, notes = _csv_text(content, filename)
     first, _, rest = text.partition("\n")
-    hint = re.fullmatch(r"\s*sep=(.)\s*", first.rstrip("\r"), flags=re.IGNORECASE)
+    hint = re.fullmatch(r"\s*sep=([,;\t|: ])\s*", first.rstrip("\r"), flags=re.IGNORECASE)
     if hint:  # Excel writes "sep=;" as a first line to name the separator
         sep = hint.group(1)
         text, first = rest, rest.partition("\n")[0]
@@ -623,7 +623,8 @@ def _parse_csv(content: bytes, filename: str, max_cells: int, max_columns: int) 
     except (csv.Error, StopIteration):
         header = first.split(sep)
     # Bounds before parsing: columns from the header, rows from the line count (an upper bound).
-    _check_shape(filename, max(text.count("\n"), 1), len(header), max_cells, max_columns, about="about ")
+    lines = max(text.count("\n"), text.count("\r"), 1)  # old Mac files end lines with \r alone
+    _check_shape(filename, lines, len(header), max_cells, max_columns, about="about ")
     _check_unique_names(header, filename)
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep)
@@ -635,6 +636,11 @@ def _parse_csv(content: bytes, filename: str, max_cells: int, max_columns: int) 
     except pd.errors.EmptyDataError:
         raise DataError(f"{filename!r} is empty: expected a header row and at least one data row.") from None
     except Exception as exc:  # the CSV parser raises many types for malformed input
+        quote = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+        if quote:
+            raise DataError(f"{filename!r} could not be parsed as CSV: a quote (\") opened on line {int(quote.group(1)) + 1} is "
+                            "never closed, so the rest of the file would be one value. Close or remove that quote and "
+                            "upload again.") from None
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if found:
             want, line, saw = found.groups()
@@ -665,14 +671,13 @@ def _parse_parquet(content: bytes, filename: str, max_cells: int, max_columns: i
         groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
         rows = max(int(meta.num_rows), sum(int(g.num_rows) for g in groups))
         _check_shape(filename, rows, len(names), max_cells, max_columns)
-        values = sum(int(g.column(c).num_values) for g in groups for c in range(g.num_columns))
-        if values > max_cells:
-            raise DataError(f"{filename!r} holds {values:,} values (its columns hold lists); at most {max_cells:,} are "
-                            f"accepted. {redo}")
-        unpacked = sum(int(g.column(c).total_uncompressed_size) for g in groups for c in range(g.num_columns))
+        # Row-group totals only: pyarrow 26 aborts the whole process (an uncaught C++ exception) when
+        # RowGroupMetaData.column(i) meets some damaged footers, while reading raises a clean error.
+        unpacked = sum(int(g.total_byte_size) for g in groups)
         if unpacked > max_bytes:
             raise DataError(f"{filename!r} unpacks to {unpacked:,} bytes; at most {max_bytes:,} are accepted. "
                             "Upload a sample of the rows.")
+        # Columns of lists or records are not read at all: their values are not bounded by the row count.
         nested = [f.name for f in schema if pa.types.is_nested(f.type)]
         if nested:
             notes.append(f"Skipped {len(nested)} column(s) that hold lists or records, e.g. {nested[0]!r}.")
@@ -694,6 +699,9 @@ def _parse_parquet(content: bytes, filename: str, max_cells: int, max_columns: i
         frame = table.to_pandas(date_as_object=False)
     except DataError:
         raise
+    except UnicodeDecodeError:
+        raise DataError(f"{filename!r} has a column name (or other metadata) that is not UTF-8 text, so its columns "
+                        f"cannot be named. Rename the columns with plain text names. {redo}") from None
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for malformed input
         raise DataError(f"{filename!r} could not be read as Parquet: the file is damaged or uses a feature this reader "
                         f"does not support ({_plain(exc)}). {redo}") from None
@@ -1110,7 +1118,7 @@ def load_outputs_npz(data, filename: str = "outputs.npz", max_bytes: int = MAX_N
 # single entry point
 
 _OPTIONS = {
-    ".zip": {"image_size", "max_files", "max_uncompressed", "max_pixels"},
+    ".zip": {"image_size", "max_files", "max_uncompressed", "max_pixels", "max_total_pixels"},
     ".csv": {"label", "unlabelled", "min_classes"},
     ".npz": {"max_bytes"},
 }

@@ -102,6 +102,9 @@ _FACTORY_KWARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_ove
                              "scriptable", "exportable", "no_jit", "features_only", "device", "dtype", "pretrained_strict",
                              "weights_only", "out_indices", "feature_cls", "embed_layer"})
 _FAMILIES = ("timm", "vit-convstem")
+_MAX_ARGUMENT = 1_000_000  # no width, size or count of a real architecture comes near this
+_MAX_LAYERS = 1_000  # layers/blocks in all: ResNet-1001 is the deepest classic
+_LAYER_COUNT = re.compile(r"depth|layers|blocks", re.IGNORECASE)
 _CARD_EXAMPLE = ('{"architecture": {"family": "timm", "timm_name": "resnet18", "kwargs": {"num_classes": 3}}, '
                  '"class_names": ["cat", "dog", "emu"]}')
 _JSON_TOKENS = re.compile(r'\\.|["\[\]{}]')
@@ -211,6 +214,15 @@ def _check_architecture(arch, where: str) -> dict:
                          "model card (they would load other files or change what the model is). Remove them.")
     if "num_classes" in kwargs:
         _num_classes(kwargs["num_classes"], f"{where}: the architecture's 'num_classes'")
+    for key, value in kwargs.items():
+        # Even on the meta device, building costs time per layer: bound what a card may ask for.
+        numbers = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            continue
+        if any(not math.isfinite(v) or abs(v) > _MAX_ARGUMENT for v in numbers) or len(numbers) > 64 or (
+                _LAYER_COUNT.search(key) and sum(numbers) > _MAX_LAYERS):
+            raise ModelError(f"{where}: the architecture argument {key!r} = {value!r:.60} is larger than any real model "
+                             "uses. Correct it.")
     if family == "timm":
         name = arch.get("timm_name")
         if not isinstance(name, str) or not name:
@@ -305,14 +317,19 @@ def load_from_dir(path: Path, source: str | None = None) -> nn.Module:
     if skeleton is not None:
         parts = _mismatch({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, state)
         if parts:
-            raise ModelError(f"The checkpoint '{path.name}' does not match the architecture of {where}: "
-                             + "; ".join(parts) + ".")
+            raise ModelError(f"The weights '{path / 'model.safetensors'}' do not match the architecture that the model card "
+                             f"describes: " + "; ".join(parts) + ". Fix the card's architecture or use the weights saved "
+                             "from that architecture.")
     try:
         model = build_architecture(arch)
     except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, AssertionError, IndexError,
             ZeroDivisionError, OverflowError) as e:  # the card's entry is the input here
         raise _architecture_error(e, arch, where) from None
     load_state_strict(model, state, f"'{path.name}'")
+    if card.get("input_size") is None:  # preprocessing needs one: the model's own, else timm's default
+        side = getattr(getattr(model, "patch_embed", None), "img_size", None)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        card["input_size"] = [3, *side] if side else [int(v) for v in cfg.get("input_size", (3, 224, 224))]
     n_out = int(getattr(model, "num_classes", 0) or 0)
     if card["class_names"] and n_out and len(card["class_names"]) != n_out:
         raise ModelError(f"{where} lists {len(card['class_names'])} class names but the model has {n_out} outputs. "

@@ -213,6 +213,12 @@ def parquet_binary_label() -> bytes:
     return parquet(pa.table({"x": pa.array(np.arange(12.0)), "label": labels}))
 
 
+def parquet_column_name_not_utf8() -> bytes:
+    import pyarrow as pa
+
+    return parquet(pa.table({"x": [1, 2, 3], "label": ["a", "b", "a"]})).replace(b"label", b"lab\xffl")
+
+
 def parquet_repeated_long_string() -> bytes:
     """A million rows that all hold the same 1 MB string: a terabyte when decoded cell by cell."""
     import pyarrow as pa
@@ -396,7 +402,11 @@ CASES: list[Case] = [
     Case("card_billion_parameters", "folders", "folder",
          lambda: folder({**GOOD_CARD, "architecture": {"family": "vit-convstem", "kwargs": {
              "img_size": 64, "patch_size": 8, "embed_dim": 65536, "depth": 64, "num_heads": 1, "num_classes": 3}}}),
-         r"does not match the architecture"),
+         r"do not match the architecture that the model card describes"),
+    Case("card_million_layers", "folders", "folder",
+         lambda: folder({**GOOD_CARD, "architecture": {"family": "vit-convstem", "kwargs": {
+             "img_size": 64, "patch_size": 8, "embed_dim": 8, "depth": 1_000_000, "num_heads": 1, "num_classes": 3}}}),
+         r"the architecture argument 'depth' = 1000000 is larger than any real model uses"),
     Case("card_mean_is_text", "folders", "folder", lambda: folder({**GOOD_CARD, "mean": "imagenet"}),
          r"'mean' must be a list of three numbers"),
     Case("card_nan_weights", "folders", "folder", lambda: folder(GOOD_CARD, safetensors_bytes({"fc.weight": _nan()})),
@@ -433,6 +443,8 @@ CASES: list[Case] = [
          r"the name 'x' appears 2 times"),
     Case("parquet_binary_label.parquet", "messages", "upload", parquet_binary_label, None,
          check=_classes(["\\xff\\xfe", "ok"]), options={"label": "label"}),
+    Case("parquet_column_name_not_utf8.parquet", "messages", "columns", parquet_column_name_not_utf8,
+         r"has a column name \(or other metadata\) that is not UTF-8 text"),
     Case("csv_ragged_rows.csv", "messages", "upload", lambda: csv_bytes("x,y,label\n1,2,a\n3,4,b,extra,more\n"),
          r"line 3 has 5 fields but the header has 3", options={"label": "label"}),
     Case("png_text_bomb.zip", "messages", "upload", lambda: make_zip({"cats/a.png": png_text_bomb(), "dogs/b.png": png()}),
