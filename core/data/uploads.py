@@ -5,6 +5,11 @@ and validates strictly; every failure is a :class:`DataError` whose message says
 and what was found. Nothing is ever unpickled: pickle files are refused outright, ``.npz`` files are
 read with ``allow_pickle=False``, and archives are read in memory (nothing is written to disk, so
 path tricks cannot escape; they are refused anyway because they signal a hostile archive).
+
+What an upload unpacks to is bounded *before* it is decoded (see :mod:`core.limits`): image sizes
+from their headers (per image and summed over the zip), a table's rows × columns from the CSV's
+header and line count or the Parquet footer, and a .npz's arrays from their .npy headers. Messages
+name the file (and the member of an archive) and say how to fix it.
 """
 from __future__ import annotations
 

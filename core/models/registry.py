@@ -1,4 +1,12 @@
-"""Model registry: the shipped zoo, timm models by name, and local checkpoints."""
+"""Model registry: the shipped zoo, timm models by name, and local checkpoints.
+
+Checkpoints and model folders are user input. A checkpoint is never unpickled (safetensors, or
+``torch.load(weights_only=True)`` after its zip directory is bounded), its format is read from its
+content rather than its name, and every tensor must be dense, hold data, be unquantized, real and
+finite. A model card is bounded in size and nesting before it is parsed, checked entry by entry,
+and its architecture is built on the meta device and compared with the weights before a real
+model is built. Every refusal is a :class:`ModelError` that names the file and the fix.
+"""
 from __future__ import annotations
 
 import difflib
@@ -85,7 +93,8 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     """Load a state dict, turning key and shape mismatches into one readable ModelError."""
     parts = _mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()}, state)
     if parts:
-        raise ModelError(f"The checkpoint {source} does not match the architecture: " + "; ".join(parts) + ".")
+        raise ModelError(f"The checkpoint {source} does not match the architecture: " + "; ".join(parts) + ". It holds "
+                         "the weights of another architecture: choose the one it was saved from.")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:  # e.g. a dtype that cannot be copied into float parameters
@@ -597,8 +606,9 @@ def load_timm(name: str, pretrained: bool = False, num_classes: int | None = Non
             if ckpt_classes != own_classes:
                 if num_classes is not None:
                     raise ModelError(
-                        f"The checkpoint's classifier ({key}) has {ckpt_classes} classes but the number of classes "
-                        f"is set to {num_classes}. Set the number of classes to {ckpt_classes}.")
+                        f"The checkpoint '{label}' has a classifier ({key}) of {ckpt_classes} classes but the number of "
+                        f"classes is set to {num_classes}. Set the number of classes to {ckpt_classes} (or leave it "
+                        "empty to take it from the checkpoint).")
                 if ckpt_classes > MAX_MODEL_CLASSES:
                     raise ModelError(f"The checkpoint '{label}' has a classifier of {ckpt_classes:,} classes; at most "
                                      f"{MAX_MODEL_CLASSES:,} are accepted.")
@@ -617,7 +627,7 @@ def load_timm(name: str, pretrained: bool = False, num_classes: int | None = Non
     n_out = int(getattr(model, "num_classes", 0) or 0)
     names = names_given or [f"class {i}" for i in range(n_out)]
     if names_given and n_out and len(names) != n_out:
-        raise ModelError(f"{len(names)} class names were given but the model has {n_out} outputs.")
+        raise ModelError(f"{len(names)} class names were given but the model has {n_out} outputs; give one name per output.")
     card = {
         "name": name,
         "architecture": {"family": "timm", "timm_name": name,

@@ -5,6 +5,11 @@ import signal
 from contextlib import contextmanager
 from pathlib import Path
 
+# Imported here, not inside the watched calls: importing torch and timm on a busy machine can take
+# longer than the watchdog allows, and that is not a hang of the loader.
+from core import models
+from core.data.uploads import load_upload, read_table_columns
+
 #: Seconds one loader call may take before the test fails as a hang. Every hostile input is meant
 #: to be refused within a few seconds; this is generous so that a busy shared machine never trips it.
 WATCHDOG_S = 30
@@ -39,9 +44,6 @@ def write_folder(root: Path, name: str, files: dict[str, bytes]) -> Path:
 
 def run_entry(entry: str, content, name: str, root: Path, arch: str, options: dict | None = None):
     """Call the loader a page would call for this kind of input, as the page calls it."""
-    from core import models
-    from core.data.uploads import load_upload, read_table_columns
-
     options = options or {}
     if entry == "upload":
         return load_upload(content, name, **options)
