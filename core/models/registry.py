@@ -680,7 +680,8 @@ def _check_torch_zip(data: bytes, label: str, corrupt: str, max_bytes: int) -> N
         raise ModelError(f"{corrupt}: it starts like a torch.save archive but its end is missing or damaged (the upload "
                          f"is cut short?). Upload the complete file again, or: {_SAVE_HINT}") from None
     if declared > max_bytes:
-        raise ModelError(f"{label} unpacks to {declared:,} bytes; at most {max_bytes:,} are accepted.")
+        raise ModelError(f"{label} unpacks to {declared:,} bytes; at most {max_bytes:,} are accepted. A model this large "
+                         "does not suit this server: choose a smaller architecture.")
 
 
 def read_checkpoint(checkpoint: bytes | str | Path, checkpoint_name: str | None = None, *,
@@ -754,7 +755,8 @@ def read_checkpoint(checkpoint: bytes | str | Path, checkpoint_name: str | None 
 def _tensor_problem(t: torch.Tensor) -> str | None:
     """Why a tensor cannot be loaded as a weight, or None."""
     if t.is_meta:
-        return "holds no data (it is a 'meta' tensor, saved from a model whose weights were never created)"
+        return ("holds no data (it is a 'meta' tensor, saved from a model whose weights were never created); save "
+                "the state dict of the trained model")
     if t.layout != torch.strided:
         return f"is not a dense tensor (layout {str(t.layout).replace('torch.', '')}); save dense weights (tensor.to_dense())"
     if t.is_quantized:
