@@ -11,7 +11,8 @@ and fixes:
   eigendecompositions (D ≲ 2000) gain nothing from threads while losing a lot on a busy machine;
 - numba: ``cores`` threads.
 
-``IE_THREADS`` overrides ``cores``.
+``IE_THREADS`` overrides ``cores``. OpenMP's passive waiting is set when ``core`` is imported (see
+``core/__init__.py``); :func:`configure` reports whether it took effect (it cannot if torch was imported first).
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def configure() -> dict:
             pass
         threadpool_limits(limits=1, user_api="blas")
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        _configured = {"cores": n, "torch": torch.get_num_threads(), "blas": 1, "numba": numba.get_num_threads()}
+        _configured = {"cores": n, "torch": torch.get_num_threads(), "blas": 1, "numba": numba.get_num_threads(),
+                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
         return _configured
 
 
