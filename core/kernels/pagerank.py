@@ -17,19 +17,27 @@ from numba import njit
 
 
 @njit(cache=True)
-def power_iterations(attn, s0, iters):
-    """s ← Aᵀs, ``iters`` times, for every matrix A of ``attn`` [G,N,N] from the start vector ``s0`` [N]: [G,N]."""
+def power_iterations(attn, s0, row_scale, col_mask, iters):
+    """For every matrix A of ``attn`` [G,N,N]: s ← mask ⊙ Aᵀ(scale ⊙ s), ``iters`` times, from ``s0`` [G,N].
+
+    ``row_scale`` [G,N] and ``col_mask`` [G,N] restrict the graph to a subset of its tokens without
+    copying it: with scale 1/(Σ_{alive j} A[i,j]) on alive rows, 0 on removed ones, and mask 1 on
+    alive columns, this is PageRank on the row-renormalised subgraph of the alive tokens. All ones:
+    plain s ← Aᵀs. Returns [G,N]."""
     g_count, n, _ = attn.shape
     out = np.empty((g_count, n), dtype=attn.dtype)
     for g in range(g_count):
-        s = s0.copy()
+        s = s0[g].copy()
         new = np.empty(n, dtype=attn.dtype)
         for _ in range(iters):
             new[:] = 0.0
             for i in range(n):
-                si = s[i]
-                for j in range(n):
-                    new[j] += si * attn[g, i, j]
+                si = s[i] * row_scale[g, i]
+                if si != 0.0:
+                    for j in range(n):
+                        new[j] += si * attn[g, i, j]
+            for j in range(n):
+                new[j] *= col_mask[g, j]
             s, new = new, s
         out[g] = s
     return out

@@ -181,6 +181,8 @@ class ZeroTPrune(KeepRatePruner):
         k = n - ctx.remove
         s_drop = min(n // 2, int(math.floor(p["s_share"] * ctx.remove + 0.5)))
         device = x.device
+        alive = None
+        similar = None
         if s_drop > 0:
             pre_rank = wpr_details(probs, 1, p["init"], p["head_agg"], self.head_filter).importance[:, pre:]
             order = pre_rank.argsort(dim=1, descending=True, stable=True)
@@ -191,26 +193,17 @@ class ZeroTPrune(KeepRatePruner):
             best = sim.max(dim=-1).values  # each A token's similarity to its closest B token
             s_order = best.argsort(dim=1, descending=True, stable=True)
             similar = a_idx.gather(1, s_order[:, :s_drop])
-            alive = torch.ones(b, n, dtype=torch.bool, device=device)
-            alive.scatter_(1, similar, False)
-            survivors = alive.nonzero()[:, 1].view(b, n - s_drop)  # patch-relative, in order
-            seq = torch.cat([torch.arange(pre, device=device).expand(b, pre), survivors + pre], dim=1)
-            m = seq.shape[1]
-            h = probs.shape[1]
-            sub = probs.gather(2, seq[:, None, :, None].expand(b, h, m, big_n))
-            sub = sub.gather(3, seq[:, None, None, :].expand(b, h, m, m))
-            sub = sub / sub.sum(-1, keepdim=True).clamp_min(1e-30)
-        else:
-            similar = None
-            survivors = torch.arange(n, device=device).expand(b, n)
-            sub = probs
-        res = wpr_details(sub, self.iterations[ctx.block], p["init"], p["head_agg"], self.head_filter)
+            alive = torch.ones(b, big_n, dtype=torch.bool, device=device)
+            alive.scatter_(1, similar + pre, False)
+        # I-stage on the graph of the tokens the S-stage left (rows renormalised over them)
+        res = wpr_details(probs, self.iterations[ctx.block], p["init"], p["head_agg"], self.head_filter, alive)
         imp = res.importance[:, pre:]
-        top, _ = split_top(imp, k)
-        keep = survivors.gather(1, top).sort(dim=1).values
+        ranked = imp if similar is None else imp.scatter(1, similar, float("-inf"))
+        keep, _ = split_top(ranked, k)
         seconds = time.perf_counter() - t0
-        scores = torch.full((b, n), float("nan"), dtype=imp.dtype, device=device)
-        scores.scatter_(1, survivors, imp)
+        scores = imp.clone()
+        if similar is not None:
+            scores.scatter_(1, similar, float("nan"))
         x_new, old_to_new = keep_patches(x, pre, keep)
         actions = actions_from_map(old_to_new, DROPPED)
         if similar is not None:

@@ -23,6 +23,7 @@ every patch with the expectation (tokens left)/(patches), whatever the region.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import statistics
@@ -379,11 +380,7 @@ def _evaluate(model, dataset, method: str | None, params: dict, batch_size: int,
     """Predictions, token counts and per-block traces of one configuration over the whole dataset."""
     n = len(dataset)
     preds, traces = [], []
-    session = None
-    ctx = apply(model, method, trace=True, **params) if method else None
-    try:
-        if ctx is not None:
-            session = ctx.__enter__()
+    with apply(model, method, trace=True, **params) if method else contextlib.nullcontext() as session:
         for start in range(0, n, batch_size):
             logits = _logits(model, _inputs(dataset, model, start, min(n, start + batch_size)))
             preds.append(logits.argmax(1).cpu().numpy())
@@ -391,9 +388,6 @@ def _evaluate(model, dataset, method: str | None, params: dict, batch_size: int,
                 traces.append(list(session.layers))
             if progress is not None:
                 progress(min(n, start + batch_size) / n)
-    finally:
-        if ctx is not None:
-            ctx.__exit__(None, None, None)
     layers = [_concat_traces([t[j] for t in traces]) for j in range(len(traces[0]))] if traces else []
     out = {"preds": np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64), "layers": layers}
     if session is not None:

@@ -54,38 +54,67 @@ def initial_scores(n: int, init: str, like: torch.Tensor) -> torch.Tensor:
     return s / s.sum()
 
 
-def head_variance(per_head: torch.Tensor) -> torch.Tensor:
-    """Variance of N·s_h over the N tokens of every head: [B,H,N] -> [B,H]."""
-    n = per_head.shape[-1]
-    return (per_head * n).var(dim=-1, unbiased=False)
+def head_variance(per_head: torch.Tensor, alive: torch.Tensor | None = None) -> torch.Tensor:
+    """Variance of N·s_h over the N (alive) tokens of every head: [B,H,N] -> [B,H]."""
+    if alive is None:
+        n = per_head.shape[-1]
+        return (per_head * n).var(dim=-1, unbiased=False)
+    m = alive.to(per_head.dtype)[:, None, :]
+    count = m.sum(-1)
+    x = per_head * count.unsqueeze(-1)  # mean 1 over the alive tokens
+    return (((x - 1.0) ** 2) * m).sum(-1) / count
 
 
-def power_iterations(attn: torch.Tensor, s0: torch.Tensor, iters: int) -> torch.Tensor:
-    """s ← Aᵀs ``iters`` times for every head: attn [B,H,N,N], s0 [N] -> [B,H,N].
+def power_iterations(attn: torch.Tensor, s0: torch.Tensor, iters: int, alive: torch.Tensor | None = None) -> torch.Tensor:
+    """s ← Aᵀs ``iters`` times for every head: attn [B,H,N,N], s0 [B,N] -> [B,H,N].
 
+    ``alive`` [B,N] (bool): run on the subgraph of the alive tokens, rows renormalised over the alive
+    columns (removed tokens neither send nor receive), without copying the submatrix.
     On the CPU a serial numba kernel (:mod:`core.kernels.pagerank`: 5-20× torch's batched
     matrix-vector products for thousands of small graphs, measured); elsewhere torch."""
     b, h, n, _ = attn.shape
+    if alive is None:
+        row_scale = col_mask = torch.ones(b, h, n, dtype=attn.dtype, device=attn.device)
+    else:
+        col_mask = alive.to(attn.dtype)[:, None, :].expand(b, h, n)
+        gone = (~alive).nonzero()
+        if gone.numel():  # mass each row sends to the removed tokens: only their columns are read
+            n_gone = int((~alive[0]).sum())
+            idx = gone[:, 1].view(b, 1, 1, n_gone).expand(b, h, n, n_gone)
+            lost = attn.gather(3, idx).sum(-1)
+        else:
+            lost = torch.zeros(b, h, n, dtype=attn.dtype, device=attn.device)
+        row_scale = col_mask / (1.0 - lost).clamp_min(1e-30)
+    s0 = s0[:, None, :].expand(b, h, n)
     if iters == 0:
-        return s0.expand(b, h, n)
+        return s0
     if attn.device.type == "cpu" and attn.dtype in (torch.float32, torch.float64) and not attn.requires_grad:
         from core.kernels.pagerank import power_iterations as kernel
 
         flat = attn.detach().reshape(b * h, n, n).contiguous().numpy()
-        return torch.from_numpy(kernel(flat, s0.numpy(), int(iters))).view(b, h, n)
-    s = s0.expand(b, h, 1, n)
+
+        def arr(t):
+            return t.detach().to(attn.dtype).reshape(b * h, n).contiguous().numpy()
+
+        return torch.from_numpy(kernel(flat, arr(s0), arr(row_scale), arr(col_mask), int(iters))).view(b, h, n)
+    s = s0
     for _ in range(iters):
-        s = torch.matmul(s, attn)  # row vector times A: s_new[j] = Σ_i s[i] A[i, j]
-    return s.squeeze(2)
+        s = torch.matmul((s * row_scale).unsqueeze(2), attn).squeeze(2) * col_mask  # s_new[j] = Σ_i s[i] A[i, j]
+    return s
 
 
 def wpr_details(attn: torch.Tensor, iters: int, init: str = "uniform", head_agg: str = "mean",
-                head_filter: tuple[float, float] | None = None) -> WPRResult:
-    """WPR of every head, the head filter and the aggregation, without input checks (see :func:`wpr`)."""
+                head_filter: tuple[float, float] | None = None, alive: torch.Tensor | None = None) -> WPRResult:
+    """WPR of every head, the head filter and the aggregation, without input checks (see :func:`wpr`).
+    ``alive`` [B,N] restricts everything to the alive tokens (the removed ones score 0)."""
     b, h, n, _ = attn.shape
-    per_head = power_iterations(attn, initial_scores(n, init, attn), iters)
+    s0 = initial_scores(n, init, attn).expand(b, n)
+    if alive is not None:
+        s0 = s0 * alive.to(attn.dtype)
+        s0 = s0 / s0.sum(-1, keepdim=True)
+    per_head = power_iterations(attn, s0, iters, alive)
     per_head = per_head / per_head.sum(-1, keepdim=True).clamp_min(1e-30)  # undo float drift of the mass
-    variance = head_variance(per_head)
+    variance = head_variance(per_head, alive)
     if head_filter is None:
         kept = torch.ones(b, h, dtype=torch.bool, device=attn.device)
     else:

@@ -100,7 +100,7 @@ def test_variance_head_filter_leaves_out_flat_and_sink_heads():
 
 def test_numba_kernel_matches_torch():
     attn = torch.from_numpy(random_attention(4, 3, 33, seed=4).astype(np.float32))
-    s0 = torch.full((33,), 1 / 33)
+    s0 = torch.full((4, 33), 1 / 33)
     fast = power_iterations(attn, s0, 9)
     slow = power_iterations(attn.clone().requires_grad_(True), s0, 9).detach()  # autograd path: torch matmuls
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-7)
@@ -117,3 +117,22 @@ def test_numba_kernel_matches_torch():
 def test_wpr_refuses_bad_input(kwargs, match):
     with pytest.raises(PruningError, match=match):
         wpr(**kwargs)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_alive_mask_equals_wpr_on_the_renormalised_subgraph(grad):
+    """Zero-TPrune's I-stage after its S-stage: WPR on the surviving tokens' graph, rows renormalised;
+    the masked kernel (and the torch path) must equal building that submatrix explicitly."""
+    attn = torch.from_numpy(random_attention(2, 3, 9, seed=8))
+    gone = torch.tensor([[2, 5], [0, 7]])
+    alive = torch.ones(2, 9, dtype=torch.bool)
+    alive.scatter_(1, gone, False)
+    res = wpr_details(attn.clone().requires_grad_(grad), 6, "uniform", "rms", (0.05, 4.0), alive)
+    for i in range(2):
+        keep = alive[i].nonzero().squeeze(1)
+        sub = attn[i][:, keep][:, :, keep]
+        sub = sub / sub.sum(-1, keepdim=True)
+        ref = wpr_details(sub[None], 6, "uniform", "rms", (0.05, 4.0))
+        torch.testing.assert_close(res.importance[i, keep].detach(), ref.importance[0])
+        torch.testing.assert_close(res.variance[i].detach(), ref.variance[0])
+        assert (res.importance[i, ~alive[i]] == 0).all()
