@@ -69,6 +69,15 @@ def param_bounds(name: str, model) -> dict[str, float]:
     return spec(name).bounds(_capabilities(model).facts)
 
 
+def create(name: str, model, keep_rate: float = 0.7, **params) -> Pruner:
+    """Method ``name`` configured for ``model`` (parameters validated, defaults filled in; ``.plan`` holds
+    its token counts). To run it, use :func:`apply`."""
+    reason = unavailable_reason(name, model)
+    if reason:
+        raise PruningError(reason)
+    return spec(name).impl(inspect_model(model), keep_rate=keep_rate, **params)
+
+
 def plan(model, method: str, keep_rate: float = 0.7, **params) -> Plan:
     """The token counts of a configuration (without running it): ``plan.attn_tokens``, ``plan.mlp_tokens``."""
     info = inspect_model(model)
@@ -98,6 +107,7 @@ __all__ = [
     "available",
     "block_macs",
     "capabilities",
+    "create",
     "default_layers",
     "fixed_macs",
     "head_macs",

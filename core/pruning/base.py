@@ -78,10 +78,11 @@ class ModelInfo:
 
 
 def _model_name(model) -> str:
+    """How messages name the model: its card's name in quotes, else "this <class>"."""
     card = getattr(model, "card", None)
     if isinstance(card, dict) and card.get("name"):
-        return str(card["name"])
-    return type(model).__name__
+        return f"'{card['name']}'"
+    return f"this {type(model).__name__}"
 
 
 def unsupported_reason(model) -> str | None:
@@ -91,30 +92,33 @@ def unsupported_reason(model) -> str | None:
 
     name = _model_name(model)
     if not isinstance(model, nn.Module):
-        return f"'{name}' is not a torch model; token pruning works on {SUPPORTED}."
+        return f"{name} is not a torch model; token pruning works on {SUPPORTED}."
     if not isinstance(model, VisionTransformer):
-        kind = "a CNN" if any(isinstance(m, nn.Conv2d) for m in model.modules()) and not hasattr(model, "blocks") \
-            else f"a {type(model).__name__}"
-        return (f"'{name}' is {kind}, not a Vision Transformer: it has no tokens to prune. Token pruning works on "
+        cls = type(model).__name__
+        if hasattr(model, "blocks") or any(w in cls.lower() for w in ("transformer", "vit", "eva", "deit", "former")):
+            return (f"{name} is a transformer the pruners cannot patch (its blocks or token layout differ "
+                    f"from timm's VisionTransformer); token pruning works on {SUPPORTED}.")
+        kind = "a CNN" if any(isinstance(m, nn.Conv2d) for m in model.modules()) else f"a {cls}"
+        return (f"{name} is {kind}, not a Vision Transformer: it has no tokens to prune. Token pruning works on "
                 f"{SUPPORTED}.")
     if getattr(model, "attn_pool", None) is not None:
-        return (f"'{name}' pools its tokens with attention (global_pool='{model.global_pool}'), which the pruners "
+        return (f"{name} pools its tokens with attention (global_pool='{model.global_pool}'), which the pruners "
                 f"do not support; supported are {SUPPORTED} with 'token' or average pooling.")
     if getattr(model, "dynamic_img_size", False):
-        return f"'{name}' resizes its position embedding per input (dynamic_img_size), which the pruners do not support."
+        return f"{name} resizes its position embedding per input (dynamic_img_size), which the pruners do not support."
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.Sequential) or len(blocks) == 0:
-        return f"'{name}' has no sequence of transformer blocks; supported are {SUPPORTED}."
+        return f"{name} has no sequence of transformer blocks; supported are {SUPPORTED}."
     for i, blk in enumerate(blocks):
         if not isinstance(blk, Block) or type(blk).forward is not Block.forward:
-            return (f"block {i} of '{name}' is a {type(blk).__name__}, not timm's standard pre-norm Block; supported "
+            return (f"block {i} of {name} is a {type(blk).__name__}, not timm's standard pre-norm Block; supported "
                     f"are {SUPPORTED}.")
         attn = getattr(blk, "attn", None)
         if not isinstance(attn, Attention) or type(attn).forward is not Attention.forward:
-            return (f"block {i} of '{name}' uses {type(attn).__name__} attention, not timm's Attention; supported are "
+            return (f"block {i} of {name} uses {type(attn).__name__} attention, not timm's Attention; supported are "
                     f"{SUPPORTED}.")
     if getattr(model, "global_pool", "token") not in ("token", "avg", "max", "avgmax", ""):
-        return f"'{name}' uses global pooling '{model.global_pool}'; the pruners support 'token' and average/max pooling."
+        return f"{name} uses global pooling '{model.global_pool}'; the pruners support 'token' and average/max pooling."
     return None
 
 
@@ -122,7 +126,7 @@ def inspect_model(model) -> ModelInfo:
     """The facts of a supported ViT; :class:`PruningError` naming what is supported otherwise."""
     reason = unsupported_reason(model)
     if reason:
-        raise PruningError(reason)
+        raise PruningError(reason[0].upper() + reason[1:])
     blk = model.blocks[0]
     attn = blk.attn
     grid = tuple(int(g) for g in model.patch_embed.grid_size)
@@ -134,7 +138,7 @@ def inspect_model(model) -> ModelInfo:
     mlp = blk.mlp
     fc1, fc2 = getattr(mlp, "fc1", None), getattr(mlp, "fc2", None)
     if not isinstance(fc1, nn.Linear) or not isinstance(fc2, nn.Linear):
-        raise PruningError(f"The MLP of '{_model_name(model)}' is a {type(mlp).__name__} without fc1/fc2 linear layers; "
+        raise PruningError(f"The MLP of {_model_name(model)} is a {type(mlp).__name__} without fc1/fc2 linear layers; "
                            f"supported are {SUPPORTED}.")
     img = model.patch_embed.img_size
     return ModelInfo(
@@ -150,7 +154,7 @@ def capabilities(model) -> Capabilities:
     ``depth``, ``r_max`` for ToMe) that bound parameters."""
     reason = unsupported_reason(model)
     if reason:
-        return Capabilities(has=frozenset(), why_not={"vit": reason}, facts={"model_reason": reason})
+        return Capabilities(has=frozenset(), why_not={"vit": reason.rstrip(".")}, facts={"model_reason": reason})
     info = inspect_model(model)
     from .schedule import tome_r_max
 

@@ -213,13 +213,14 @@ def test_every_method_runs_on_every_variant_with_finite_outputs(kind):
 
 
 def test_unsupported_models_get_a_message_naming_what_is_supported():
-    import timm
     from timm.models.vision_transformer import ResPostBlock
 
-    cnn = timm.create_model("resnet10t", pretrained=False, num_classes=3)
+    from core.models import load
+
+    cnn = load("shapes-cnn")
     for method in METHODS:
         reason = pruning.unavailable_reason(method, cnn)
-        assert "not a Vision Transformer" in reason and "DeiT" in reason
+        assert "'shapes-cnn' is a CNN, not a Vision Transformer" in reason and "DeiT" in reason and "'shapes-vit'" in reason
     with pytest.raises(PruningError, match="not a Vision Transformer"):
         with apply(cnn, "tome"):
             pass
@@ -232,6 +233,13 @@ def test_unsupported_models_get_a_message_naming_what_is_supported():
     with pytest.raises(PruningError, match="class token"):
         with apply(no_cls, "zero-tprune", init="cls"):
             pass
+
+
+def test_create_gives_the_configured_method(shapes_vit):
+    pruner = pruning.create("evit", shapes_vit, keep_rate=0.5, fuse_weights="sum")
+    assert pruner.params["fuse_weights"] == "sum" and pruner.plan.mlp_tokens[-1] == 1 + 10  # 64 → 32+1 → 17+1 → 9+1 (a fused token each)
+    with pytest.raises(PruningError, match="class token"):
+        pruning.create("topk-cls", small_vit("no-cls"))
 
 
 def test_impossible_budgets_are_refused_with_the_valid_range(shapes_vit):
