@@ -156,14 +156,18 @@ def capabilities(model) -> Capabilities:
     if reason:
         return Capabilities(has=frozenset(), why_not={"vit": reason.rstrip(".")}, facts={"model_reason": reason})
     info = inspect_model(model)
-    from .schedule import tome_r_max
-
     has = {"vit"} | ({"cls"} if info.has_cls else set())
     why = {} if info.has_cls else {"cls": f"this ViT has no class token (global pool '{info.global_pool}')"}
-    facts = {"info": info, "n_patches": info.n_patches, "depth": info.depth, "max_block": info.depth - 1,
-             "r_max": tome_r_max(info.n_patches, info.depth)}
-    return Capabilities(has=frozenset(has), why_not=why, facts=facts)
+    return Capabilities(has=frozenset(has), why_not=why, facts={"info": info, **facts_of(info)})
 
 
-__all__ = ["GROUPS", "NEEDS", "REGISTRY", "SUPPORTED", "ModelInfo", "PruningError", "capabilities", "inspect_model",
-           "unsupported_reason"]
+def facts_of(info: ModelInfo) -> dict:
+    """The numbers that bound the pruners' parameters: patch tokens, depth, last block index, ToMe's largest r."""
+    from .schedule import tome_r_max  # schedule imports this module
+
+    return {"n_patches": info.n_patches, "depth": info.depth, "max_block": info.depth - 1,
+            "r_max": tome_r_max(info.n_patches, info.depth)}
+
+
+__all__ = ["GROUPS", "NEEDS", "REGISTRY", "SUPPORTED", "ModelInfo", "PruningError", "capabilities", "facts_of",
+           "inspect_model", "unsupported_reason"]

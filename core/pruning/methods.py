@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from core.spec import ParamSpec
 
-from .base import REGISTRY, ModelInfo, PruningError
+from .base import REGISTRY, ModelInfo, PruningError, facts_of
 from .schedule import Plan, block_rates, keep_rate_plan, tome_plan, tome_r_for_keep_rate, tome_r_list
 from .tokens import (
     DROPPED,
@@ -50,13 +50,6 @@ SCHEDULE = ParamSpec(
     help="One keep rate per block (1 = that block prunes nothing); when given it replaces keep rate and pruning blocks.")
 
 
-def _facts(info: ModelInfo) -> dict[str, Any]:
-    from .schedule import tome_r_max
-
-    return {"n_patches": info.n_patches, "depth": info.depth, "max_block": info.depth - 1,
-            "r_max": tome_r_max(info.n_patches, info.depth)}
-
-
 class Pruner:
     """Base class. ``needs_probs``: the block must form the full attention probabilities (otherwise
     it keeps fused attention and the method reads the class row or the keys from the context);
@@ -69,7 +62,7 @@ class Pruner:
 
     def __init__(self, info: ModelInfo, **params):
         self.info = info
-        self.params: dict[str, Any] = self.spec.validate_params(params, PruningError, _facts(info))
+        self.params: dict[str, Any] = self.spec.validate_params(params, PruningError, facts_of(info))
         self.plan: Plan = self._plan()
 
     def _plan(self) -> Plan:

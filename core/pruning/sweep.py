@@ -244,7 +244,8 @@ class SweepResult:
         rows = []
         for p in [base, *self.points]:
             row = {"method": p.method, "name": p.name, "label": p.label, "budget": p.budget,
-                   "keep_rate": p.params.get("keep_rate"), "r": p.params.get("r"), "accuracy": p.accuracy,
+                   "keep_rate": p.params.get("keep_rate") if p.params.get("r") is None else None,
+                   "r": p.params.get("r"), "accuracy": p.accuracy,
                    "accuracy_drop": (None if p.accuracy is None or base.accuracy is None else base.accuracy - p.accuracy),
                    "gmacs": p.gmacs, "macs_ratio": p.macs_ratio, "images_per_s": p.images_per_s,
                    "speedup": p.images_per_s / base.images_per_s if base.images_per_s > 0 else float("nan"),
