@@ -27,6 +27,7 @@ from .tokens import (
     LayerContext,
     Reduction,
     actions_from_map,
+    elapsed,
     gather_tokens,
     keep_patches,
     split_top,
@@ -94,7 +95,7 @@ class KeepRatePruner(Pruner):
     def _select(self, ctx: LayerContext, scores: torch.Tensor, t0: float) -> Reduction:
         k = self._kept(ctx)
         keep, _rest = split_top(scores, k)
-        seconds = time.perf_counter() - t0
+        seconds = elapsed(t0, ctx.x)
         x, old_to_new = keep_patches(ctx.x, ctx.n_prefix, keep)
         return Reduction(x=x, old_to_new=old_to_new, scores=scores, actions=actions_from_map(old_to_new, DROPPED),
                          seconds=seconds)
@@ -193,7 +194,7 @@ class ZeroTPrune(KeepRatePruner):
         imp = res.importance[:, pre:]
         ranked = imp if similar is None else imp.scatter(1, similar, float("-inf"))
         keep, _ = split_top(ranked, k)
-        seconds = time.perf_counter() - t0
+        seconds = elapsed(t0, ctx.x)
         scores = imp.clone()
         if similar is not None:
             scores.scatter_(1, similar, float("nan"))
@@ -259,7 +260,7 @@ class ToMe(Pruner):
         edge_order = node_max.argsort(dim=-1, descending=True, stable=True)
         src_idx, unm_idx = edge_order[:, :r], edge_order[:, r:]
         dst_idx = node_idx.gather(1, src_idx)
-        seconds = time.perf_counter() - t0
+        seconds = elapsed(t0, ctx.x)
 
         size = ctx.size if ctx.size is not None else torch.ones(b, pre + n, 1, dtype=x.dtype, device=x.device)
         xp, sp = x[:, pre:] * size[:, pre:], size[:, pre:]
@@ -313,7 +314,7 @@ class EViT(KeepRatePruner):
         scores = _cls_scores(ctx)
         k = self._kept(ctx)
         keep, rest = split_top(scores, k)
-        seconds = time.perf_counter() - t0
+        seconds = elapsed(t0, ctx.x)
         weights = scores.gather(1, rest).unsqueeze(-1)
         dropped = gather_tokens(ctx.x[:, ctx.n_prefix:], rest)
         fused = (dropped * weights).sum(1, keepdim=True)

@@ -9,6 +9,7 @@ that holds it, which is how merges and drops are shown on the image.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -73,6 +74,13 @@ class Reduction:
     seconds: float = 0.0
 
 
+def elapsed(t0: float, like: torch.Tensor) -> float:
+    """Seconds since ``t0`` (``time.perf_counter``), after the device of ``like`` has finished its work."""
+    if like.is_cuda:
+        torch.cuda.synchronize(like.device)
+    return time.perf_counter() - t0
+
+
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """x [B,N,D] at idx [B,K] -> [B,K,D]."""
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
@@ -107,4 +115,4 @@ def actions_from_map(old_to_new: torch.Tensor, code: int) -> torch.Tensor:
 
 
 __all__ = ["ABSENT", "ACTIONS", "DROPPED", "DROPPED_SIMILAR", "FUSED", "KEPT", "MERGED", "LayerContext", "Reduction",
-           "actions_from_map", "gather_tokens", "keep_patches", "split_top"]
+           "actions_from_map", "elapsed", "gather_tokens", "keep_patches", "split_top"]
