@@ -186,10 +186,11 @@ class PruningSession:
                                scale=float(blk.attn.scale), bias=bias, probs=probs, size=self._size)
             if x.is_cuda:
                 torch.cuda.synchronize(x.device)
-            with single_threaded():
-                red = pruner.reduce(ctx)
-                if self.trace:
-                    self._record(index, x.shape[1] - self.info.n_prefix, red)
+            # no thread-count change here (request code; core.runtime sizes the pools once): with OpenMP's
+            # passive waiting the small decision ops no longer stall at barriers on a shared machine
+            red = pruner.reduce(ctx)
+            if self.trace:
+                self._record(index, x.shape[1] - self.info.n_prefix, red)
             self.importance_seconds += red.seconds
             self.importance_seconds_total += red.seconds
             if red.size is not None:
@@ -216,24 +217,6 @@ class PruningSession:
             origin=new_origin.detach().cpu().numpy().astype(np.int32),
             scores=scores.detach().cpu().numpy().astype(np.float32),
             actions=actions.detach().cpu().numpy().astype(np.int8), head_variance=hv, head_kept=hk))
-
-
-@contextmanager
-def single_threaded():
-    """Run a pruner's decision with one intra-op thread. It works on small tensors (per-token scores,
-    an n×n similarity, a gather of the kept tokens) that gain nothing from a second thread, and on
-    the shared 2-core machine a second thread mostly waits at OpenMP barriers: measured on DeiT-S,
-    batch 16, two threads, the decision took 0.44 s per batch for Zero-TPrune and 0.93 s for ToMe,
-    and 0.07 s for both run single-threaded (the whole pruned pass 4.3 → 2.5 s)."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def attention(attn, h: torch.Tensor, bias: torch.Tensor | None, need_probs: bool):

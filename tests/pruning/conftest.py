@@ -5,17 +5,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope="package", autouse=True)
-def one_torch_thread():
-    """These tests run many small forward passes; on the shared 2-core machine a second intra-op
-    thread spends most of its time waiting at OpenMP barriers (measured: 16 Shapes images take
-    0.05 s on one thread and 0.2-1.5 s on two under load), so the package runs single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def shapes_vit():
     from core.models import load
