@@ -241,15 +241,17 @@ def _fmt(v: float, digits: int = 4) -> str:
 
 def summary(result: ShiftRun) -> None:
     e = result.explanation
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
     c1.metric(f"{e.metric_name} on the source", _fmt(e.source_performance), help=result.source_name)
     c2.metric(f"{e.metric_name} on the target", _fmt(e.target_performance), delta=f"{e.total:+.4g}",
               delta_color="normal" if e.higher_is_better else "inverse", help=result.target_name)
     lo, hi = e.total_ci
-    c3.metric("Change, 95% interval", f"{lo:+.3g} to {hi:+.3g}" if np.isfinite(lo) else "no bootstrap",
+    c3.metric("95% interval of the change", f"{lo:+.2g} … {hi:+.2g}" if np.isfinite(lo) else "no bootstrap",
               help="Percentile interval of the total change over the bootstrap replicates.")
-    c4.metric("Effective sample size", f"{e.diagnostics.ess_share:.1%}",
-              help="ESS = (Σw)²/Σw² of the source re-weighted by all mechanisms, as a share of its rows.")
+    c4.metric("Target mass the source covers", f"{result.source_coverage:.1%}",
+              help="The mean importance weight of the source rows before normalising: the share of the target's "
+                   "distribution that lies where the source has data. Near 0, the source alone cannot say what the "
+                   "target looks like and the explanation leans on the target re-weighted back to the source.")
     st.caption(f"Source: {result.source_name} ({e.n_source} rows). Target: {result.target_name} ({e.n_target} rows). "
                f"Variables: {e.variables}.")
     if e.changed_mechanisms:
@@ -360,14 +362,19 @@ def diagnostics_tab(result: ShiftRun) -> None:
               help="The whole change estimated from the source re-weighted by all mechanisms.")
     c3.metric("Target side's estimate", f"{d.target_side_change:+.4g}",
               help="The whole change estimated from the target re-weighted back to the source.")
-    rows = [{"classifier on": c.label, "columns": len(c.columns), "AUC": c.auc, "Brier": c.brier,
-             "calibration error": c.ece, "share clipped": c.share_clipped, "seconds": c.seconds,
+    st.caption("Each side alone estimates the whole change only where it covers the other dataset. When a shift "
+               "leaves the other's support (textures never seen in the source) both fall short, and each coalition "
+               f"is estimated from the side that covers it (estimator '{d.estimator}').")
+    everything = tuple(e.graph.order)
+    rows = [{"classifier on": "all variables (C2ST)" if c.nodes == everything else c.label, "columns": len(c.columns),
+             "AUC": c.auc, "Brier": c.brier, "calibration error": c.ece, "share clipped": c.share_clipped, "seconds": c.seconds,
              "note": c.skipped or ""} for c in d.classifiers]
     st.dataframe(pd.DataFrame(rows).style.format(precision=3, na_rep="—"), hide_index=True, width="stretch")
     st.caption("Each domain classifier tells target from source rows on a node and its parents (out-of-fold). AUC "
                "0.5: that part of the data did not shift; calibration error: how far its probabilities are from "
                "the observed shares (its odds ratios are the weights).")
-    curves = {c.label: c.reliability for c in d.classifiers if c.skipped is None and len(c.reliability)}
+    curves = {"all variables" if c.nodes == everything else c.label: c.reliability for c in d.classifiers
+              if c.skipped is None and len(c.reliability)}
     if curves:
         st.plotly_chart(shared_figure(result.fingerprint, "reliability",
                                       lambda: viz_shift.reliability_curves(curves)), width="stretch")
@@ -388,7 +395,7 @@ def views(result: ShiftRun) -> None:
 
 
 def export(result: ShiftRun) -> None:
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 1.6])
     c1.download_button("Attributions (CSV)", result.attributions_frame().to_csv(index=False).encode(),
                        "shift_attributions.csv", "text/csv", key="shift_dl_csv",
                        help="One row per mechanism: attribution, interval, share and diagnostics.")
@@ -399,6 +406,6 @@ def export(result: ShiftRun) -> None:
                        key="shift_dl_json", help="The request, the attributions, intervals and diagnostics.")
     with c4:
         importance_store.keep_control(
-            result.to_importances, key="shift_keep", what="attributions and weights",
+            result.to_importances, key="shift_keep", what="attributions + weights",
             help="Keeps the attributions (one value per mechanism) and the source rows' importance weights (one "
                  "value per sample) as importance distributions, for the Importance page.")

@@ -553,6 +553,13 @@ class ShiftRun:
     def nbytes(self) -> int:
         return int(self.explanation.nbytes + self.source_rows.nbytes + self.target_rows.nbytes)
 
+    @property
+    def source_coverage(self) -> float:
+        """Mean unnormalised weight of the source rows under all mechanisms: the share of the target's mass
+        that lies where the source has data (1 when the source covers all of it)."""
+        c = self.explanation.coalitions
+        return float(c.source_coverage[c.masks == (1 << len(c.players)) - 1][0])
+
     def most_target_like(self, k: int = 16) -> pd.DataFrame:
         """The k source rows with the largest weight (the most target-like), largest first: their row in the
         source dataset and their weight under all mechanisms."""
