@@ -241,3 +241,14 @@ def test_bad_uploads_are_refused_with_what_to_fix(table_page, case, message):
     assert not at.exception
     assert message in errors(at) and "cannot be compared" in errors(at)
     assert at.button(key="shift_run").disabled and at.session_state["shift_result"] is before
+
+
+def test_kept_results_open_on_the_importance_page(ran):
+    ran.button(key="shift_keep").click().run()  # keeping again adds no copies
+    kept = ran.session_state["importances"]
+    at = AppTest.from_file(str(ROOT / "pages/9_Importance_distributions.py"), default_timeout=TIMEOUT)
+    at.session_state["importances"] = kept
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, errors(at)
+    assert len(at.get("plotly_chart")) >= 1
