@@ -252,3 +252,39 @@ def test_kept_results_open_on_the_importance_page(ran):
     assert not at.exception, at.exception
     assert not at.error, errors(at)
     assert len(at.get("plotly_chart")) >= 1
+
+
+def _npz(n: int, seed: int, prior) -> bytes:
+    """Stored outputs without metadata: class clusters and a fixed linear head (the label prior ``prior``)."""
+    import io
+
+    rng = np.random.default_rng(seed)
+    mu = np.zeros((3, 12))
+    mu[0, 0], mu[1, 1], mu[2, 1], mu[2, 2] = 2.5, 2.5, 1.5, 1.5
+    y = rng.choice(3, n, p=prior)
+    x = mu[y] + rng.normal(size=(n, 12))
+    buf = io.BytesIO()
+    np.savez(buf, logits=x @ mu.T - 0.5 * (mu ** 2).sum(1), features=x, labels=y)
+    return buf.getvalue()
+
+
+def test_two_uploaded_outputs_split_label_shift_from_feature_shift():
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    at.radio(key="shift_sides").set_value("uploads").run()
+    assert any("Upload a source and a target" in i.value for i in at.info)
+    assert at.button(key="shift_run").disabled
+    at.file_uploader(key="shift_upload_source").set_value(("source.npz", _npz(1500, 1, (1 / 3, 1 / 3, 1 / 3)),
+                                                           "application/octet-stream"))
+    at.file_uploader(key="shift_upload_target").set_value(("target.npz", _npz(1500, 2, (0.7, 0.2, 0.1)),
+                                                           "application/octet-stream"))
+    at.run()
+    assert not at.exception and not at.error, errors(at)
+    table = at.session_state["shift_graph"]["table"]
+    assert list(table["node"]) == ["label", "features"]
+    at.button(key="shift_run").click().run()
+    assert not at.exception and not at.error, errors(at)
+    e = at.session_state["shift_result"].explanation
+    assert e.attributions["label"] / e.total >= 0.8  # the target was drawn with another class prior only
+    rows = next(d.value for d in at.dataframe if "source_row" in d.value.columns)
+    assert list(rows.columns) == ["source_row", "weight", "label", "prediction"] and len(rows) == 16

@@ -264,3 +264,46 @@ def test_uploaded_outputs_split_a_label_shift_into_the_label():
                                                                                               with_labels=False)))
     with pytest.raises(ShiftError, match="carries no labels"):
         wf.scenario(resolver, unlabelled)
+
+
+def shapes_zip(ds) -> bytes:
+    """An image folder of a Shapes dataset as a .zip: one folder per class name (sorted by name on loading,
+    so the upload's class codes differ from the model's)."""
+    import zipfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, (img, y) in enumerate(zip(ds.images, ds.labels)):
+            png = io.BytesIO()
+            Image.fromarray(img).save(png, format="PNG")
+            zf.writestr(f"{ds.class_names[y]}/{i:04d}.png", png.getvalue())
+    return buf.getvalue()
+
+
+def test_uploaded_image_folders_are_matched_to_the_model_classes_by_name():
+    """Two image .zips in the Shapes workspace: the model runs over them, the variables are the label and its
+    features, and each folder's class is the model's class of that name: the performances equal the log loss
+    of the model on the original images with their true labels."""
+    from scipy.special import softmax
+
+    from core.extract import run as run_model
+    from core.workspace import default_workspace
+
+    resolver = Resolver()
+    ws = default_workspace()
+    src = load("shapes", split="test", n=120, seed=3)
+    tgt = load("shapes", split="test", n=120, seed=4, shift="size")
+    req = wf.ShiftRequest(ws, resolver.data_upload_spec("s.zip", shapes_zip(src)),
+                          resolver.data_upload_spec("t.zip", shapes_zip(tgt)), n_boot=0)
+    run = wf.evaluate(resolver, req)
+    e = run.explanation
+    assert run.scenario.kind == "outputs" and e.nodes == ["label", "features"]
+    assert resolver.load_data(req.source).class_names != src.class_names  # sorted folder names: another order
+    model = resolver.load_model(ws["model"], ws["data"])
+    for ds, performance in ((src, e.source_performance), (tgt, e.target_performance)):
+        p = softmax(run_model(model, ds).logits.astype(np.float64), axis=1)
+        expected = -np.log(np.clip(p[np.arange(len(ds)), ds.labels], 1e-15, 1)).mean()
+        assert performance == pytest.approx(expected, rel=1e-4)
+    assert e.target_performance > e.source_performance  # small objects: the model does worse
