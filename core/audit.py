@@ -23,7 +23,7 @@ from pathlib import Path
 from core import runtime
 from core.errors import UserError
 
-ANALYSES = ("ood",)
+ANALYSES = ("ood", "shift")
 #: an image folder zipped in memory is bounded like an upload (the loader checks the rest)
 MAX_FOLDER_BYTES = 2 * 2**30
 
@@ -161,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
             top = result.summary().head(5)
             sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
                              .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+    if "shift" in analyses:
+        _shift(resolver, ws, explicit="shift" in (_split_list(args.analyses) or []), progress=progress,
+               sections=sections, items=items, code=code, quiet=args.quiet)
     from core.workspace import describe_data, describe_model
 
     html = core_report.build_report(items, title="Importance Explorer audit",
@@ -174,6 +177,33 @@ def run(args: argparse.Namespace) -> int:
         raise AuditError(f"Could not write --out '{out}': {e.strerror or e}.") from None
     progress(1.0, f"Report written to {out}")
     return 0
+
+
+def _shift(resolver, ws: dict, *, explicit: bool, progress, sections: list, items: dict, code: list,
+           quiet: bool) -> None:
+    """The default shift attribution of the workspace (the Shapes world's background preset against the
+    unshifted world, or a built-in table's train split against its test split). A workspace without a
+    built-in comparison is skipped with a note, or refused when ``--analyses shift`` asked for it."""
+    from core.codegen import snippet
+    from core.shift import ShiftError
+    from core.shift import workflow as shift_workflow
+
+    try:
+        request = shift_workflow.default_request(resolver, ws)
+    except ShiftError as e:
+        if explicit:
+            raise AuditError(f"--analyses shift: {e}") from None
+        if not quiet:
+            sys.stderr.write(f"\nShift attribution skipped: {e}\n")
+        return
+    run = shift_workflow.evaluate(resolver, request, progress=lambda f, m: progress(0.95 * f, f"Shift: {m}"))
+    sections.append(shift_workflow.report_section(run, ws))
+    items.update(run.to_importances())
+    code.append(snippet("shift", request))
+    if not quiet:
+        sys.stderr.write("\nShift attribution (" + run.explanation.metric_name + "):\n" + run.explanation.to_frame()[
+            ["mechanism", "attribution", "ci_low", "ci_high"]].to_string(index=False, float_format=lambda v: f"{v:+.4f}")
+            + "\n")
 
 
 def write_scores(result, folder: Path) -> None:

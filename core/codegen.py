@@ -22,6 +22,14 @@ ANALYSES: dict[str, dict[str, str]] = {
         "show": "print()\nresult.summary().head(10)",
         "numbers": "result.table.to_json(orient=\"records\", double_precision=15)",
     },
+    "shift": {
+        "imports": "from core.workspace import Resolver\nfrom core.shift.workflow import ShiftRequest, evaluate",
+        "request": "ShiftRequest",
+        "request_class": "core.shift.workflow.ShiftRequest",
+        "run": "result = evaluate(resolver, request, progress=lambda f, msg: print(f\"\\r{f:4.0%} {msg[:70]:<70}\", end=\"\"))",
+        "show": "print()\nresult.explanation.to_frame()",
+        "numbers": "result.to_json()",
+    },
 }
 
 

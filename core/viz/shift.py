@@ -146,8 +146,12 @@ def reliability_curves(curves: Mapping[str, np.ndarray], title: str | None = "Do
                                  line=dict(color=colour(i)), customdata=tab[:, 2],
                                  hovertemplate="predicted %{x:.3f}, observed %{y:.3f} (%{customdata:.0f} rows)"
                                                "<extra>" + str(name) + "</extra>"))
-    return _layout(fig, title, xaxis_title="mean predicted P(target)", yaxis_title="observed share of target rows",
-                   xaxis_range=[0, 1], yaxis_range=[0, 1])
+    fig = _layout(fig, title, height=440, xaxis_title="mean predicted P(target)",
+                  yaxis_title="observed share of target rows", xaxis_range=[0, 1], yaxis_range=[0, 1])
+    # one line per classifier: a vertical legend beside the square plot instead of rows of it under the axis
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02),
+                      margin=dict(b=50, r=20))
+    return fig
 
 
 __all__ = ["DRIFT_VIEW", "attribution_waterfall", "drift_effects", "drift_table_view", "explanation_waterfall",
