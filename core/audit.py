@@ -3,8 +3,12 @@
     python -m core.audit --out report.html                       # the built-in defaults (shipped ViT, Shapes)
     python -m core.audit --data my_images/ --model my_model_dir --out audit.html
     python -m core.audit --data table.csv --label y --model random-forest --out audit.html
+    python -m core.audit --engine ray --address auto --data shapes --n 1000000 --scores-out scores/ --out audit.html
 
-It runs the same core workflows as the app's pages (``core.ood.workflow.evaluate``, ...), shows
+The OOD audit of a generated world (``--data shapes``) or an image folder streams the data in seeded
+shards through :mod:`core.scale`, in this process (``--engine local``, the default) or on a Ray
+cluster (``--engine ray``), with the same functions and the same numbers; uploads and fixed sets run
+the same core workflows as the app's pages (``core.ood.workflow.evaluate``, ...). It shows
 progress on the terminal, and exits with status 2 and a one-line reason on bad input (1 for an
 unexpected error, with the traceback).
 """
@@ -111,7 +115,25 @@ def _split_list(text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
+def streams(data: str) -> bool:
+    """Whether ``--data`` is audited by the streaming engines: a generated built-in image world (Shapes, in
+    seeded shards) or an image folder. Uploads (.zip, .npz, tables) and fixed built-in sets keep the
+    in-memory path (they are bounded by the upload limits)."""
+    import core.data as core_data
+
+    if data in core_data.available():
+        from core.scale.plan import is_generated
+
+        return is_generated(data)
+    return Path(data).expanduser().is_dir()
+
+
 def run(args: argparse.Namespace) -> int:
+    if streams(args.data):
+        return run_scaled(args)
+    if args.engine == "ray":
+        raise AuditError(f"--engine ray audits the generated Shapes world (--data shapes --n N) and image folders; "
+                         f"'{args.data}' is audited in memory: leave out --engine ray.")
     from core import report as core_report
     from core.ood import workflow as ood_workflow
     from core.workspace import Resolver, data_kind_of
@@ -206,6 +228,127 @@ def _shift(resolver, ws: dict, *, explicit: bool, progress, sections: list, item
             + "\n")
 
 
+def run_scaled(args: argparse.Namespace) -> int:
+    """The OOD audit on the streaming engines (``--engine local`` in this process, ``--engine ray`` on a Ray
+    cluster): the same shards, the same functions, the same numbers (:mod:`core.scale`)."""
+    import core.data as core_data
+    import core.ood as ood
+    from core import report as core_report
+    from core import scale
+    from core.ood import workflow as ood_workflow
+    from core.ood.base import REGISTRY
+    from core.ood.mergeable import mergeable_detectors, mergeable_reason
+    from core.workspace import describe_model
+
+    progress = _progress(args.quiet)
+    analyses = _split_list(args.analyses) or list(ANALYSES)
+    unknown = [a for a in analyses if a not in ANALYSES]
+    if unknown:
+        raise AuditError(f"--analyses: unknown {', '.join(unknown)}; available: {', '.join(ANALYSES)}.")
+    detectors = _split_list(args.detectors)
+    if detectors:
+        for d in detectors:
+            ood.spec(d)  # an unknown id fails before any work, naming the available ones
+        refused = {d: mergeable_reason(d) for d in detectors if mergeable_reason(d)}
+        if refused:
+            raise AuditError("--detectors: " + "; ".join(f"{d}: {r}" for d, r in refused.items()))
+    else:
+        detectors = REGISTRY.default_selection(mergeable_detectors())
+    chosen = {d: ood.spec(d).defaults for d in detectors}
+    model = model_spec(args.model, "image", seed=args.seed, num_classes=args.num_classes, input_size=args.input_size)
+    sets = _split_list(args.ood_sets)
+    try:
+        if args.data in core_data.available():
+            plan = scale.plan_builtin(model, args.data, n=args.n, n_fit=args.n_fit, seed=args.seed, set_names=sets,
+                                      n_ood=args.ood_n, detectors=chosen, shard_size=args.shard_size,
+                                      convention=args.convention)
+            ws_data = plan.data_spec
+        else:
+            plan = scale.plan_folder(model, args.data, seed=args.seed, set_names=sets, n_ood=args.ood_n or args.n,
+                                     detectors=chosen, shard_size=args.shard_size, convention=args.convention)
+            ws_data = {"kind": "upload", "filename": str(Path(args.data).expanduser())}
+    except scale.ScaleError as e:
+        raise AuditError(str(e)) from None
+    if not args.quiet:
+        sys.stderr.write(f"{args.engine} engine: {plan.size()} images in {len(plan.shards)} shards of up to "
+                         f"{plan.shard_size} ({plan.size('fit', 'validation')} to fit, "
+                         f"{plan.size('eval')} to score)\n")
+    result = scale.run_audit(plan, args.engine, scores_dir=args.scores_out, address=args.address,
+                             workers=args.workers, progress=progress, quiet=args.quiet)
+    ws = {"model": model, "data": ws_data}
+    suite = result.suite_result()
+    sections = [ood_workflow.report_section(suite, ws)]
+    items = {}
+    if result.detectors:
+        items.update(ood_workflow.to_importances(suite, suite.summary()["detector"].iloc[0], ws))
+    code = [scaled_snippet(args, plan)]
+    if "shift" in analyses and args.engine == "local" and args.data == "shapes":
+        from core.workspace import Resolver
+
+        small = {"model": model, "data": {**plan.data_spec, "n": min(args.n, 2000)}}
+        _shift(Resolver(), small, explicit="shift" in (_split_list(args.analyses) or []), progress=progress,
+               sections=sections, items=items, code=code, quiet=args.quiet)
+    elif "shift" in (_split_list(args.analyses) or []):
+        raise AuditError("--analyses shift: shift attribution is not per-sample work; run it with --engine local "
+                         "--data shapes.")
+    if not args.quiet:
+        top = suite.summary().head(5)
+        sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
+                         .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+        if result.skipped:
+            sys.stderr.write("Not run: " + "; ".join(f"{d}: {r}" for d, r in result.skipped.items()) + "\n")
+        for p in result.problems[:20]:
+            sys.stderr.write(f"Problem: {p}\n")
+        rate = result.images / max(result.wall.get("total", 1e-9), 1e-9)
+        sys.stderr.write(f"{result.images} images in {result.wall.get('total', 0):.1f} s ({rate:.0f} images/s, "
+                         f"{result.workers} worker(s))\n")
+    problems = "".join(f"<li>{html_escape(p)}</li>" for p in result.problems[:50])
+    if problems:
+        sections[0].text += f" Problems met ({len(result.problems)}): <ul>{problems}</ul>"
+    html = core_report.build_report(items, title="Importance Explorer audit",
+                                    subtitle=f"{describe_model(model)} on {describe_data_scaled(plan)} "
+                                             f"({args.engine} engine).",
+                                    sections=sections, code="\n\n".join(code))
+    out = Path(args.out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+    except OSError as e:
+        raise AuditError(f"Could not write --out '{out}': {e.strerror or e}.") from None
+    progress(1.0, f"Report written to {out}")
+    return 0
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+def describe_data_scaled(plan) -> str:
+    d = plan.data_spec
+    if d.get("kind") == "builtin":
+        return f"{d['name']} · test · n={d['n']}" + (f" · seed={d['seed']}" if d.get("seed") else "") + " (seeded shards)"
+    return f"the image folder {d['root']}"
+
+
+def scaled_snippet(args: argparse.Namespace, plan) -> str:
+    """The Python that reproduces a scaled audit."""
+    dets = {d: p for d, p in plan.detectors.items()}
+    if plan.data_spec.get("kind") == "builtin":
+        make = (f"plan = plan_builtin({plan.model_spec!r}, {args.data!r}, n={args.n}, n_fit={args.n_fit}, "
+                f"seed={args.seed}, set_names={list(plan.sets)[1:]!r}, n_ood={args.ood_n!r},\n"
+                f"                    detectors={dets!r}, shard_size={plan.shard_size})")
+        imports = "from core.scale import plan_builtin, run_audit"
+    else:
+        make = (f"plan = plan_folder({plan.model_spec!r}, {plan.data_spec['root']!r}, seed={args.seed}, "
+                f"set_names={list(plan.sets)[1:]!r}, detectors={dets!r}, shard_size={plan.shard_size})")
+        imports = "from core.scale import plan_folder, run_audit"
+    where = f", address={args.address!r}" if args.address else ""
+    return (f"{imports}\n\n{make}\nresult = run_audit(plan, engine={args.engine!r}{where}, "
+            f"scores_dir={args.scores_out!r})\nprint(result.table)")
+
+
 def write_scores(result, folder: Path) -> None:
     """Per-sample OOD scores as Parquet: one file per set, columns ``sample_id``, ``set`` and one per detector."""
     import pandas as pd
@@ -241,6 +384,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-fit", type=int, default=2000, help="fit samples of a generated world")
     p.add_argument("--convention", default="ood-positive", choices=["ood-positive", "id-positive"])
     p.add_argument("--scores-out", help="a folder for the per-sample scores as Parquet")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where the OOD audit of a generated world or an image folder runs: this process (local) or a "
+                        "Ray cluster (ray); both stream the data in shards and give the same numbers")
+    p.add_argument("--address", help="the Ray cluster to join (auto, ray://host:10001); default: start one here")
+    p.add_argument("--workers", type=int, help="Ray actors running the model (default: the cluster's CPUs)")
+    p.add_argument("--shard-size", type=int, default=2048, help="samples per shard (part of the seeded stream's "
+                                                               "definition: other sizes draw other images)")
+    p.add_argument("--ood-n", type=int, help="samples of each generated OOD set (default: --n)")
     p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
     return p
 
