@@ -62,6 +62,7 @@ class ScaleResult:
     wall: dict[str, float] = field(default_factory=dict)
     work: dict[str, float] = field(default_factory=dict)
     workers: int = 1
+    worker_rss_mb: float = 0.0
     plot_scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
@@ -197,7 +198,7 @@ def run_audit(plan: AuditPlan, engine: str = "local", *, scores_dir: str | None 
         run.wall["total"] = time.perf_counter() - t0
         info = {d: dict(run.detectors[d].info) for d in ran}
         result = ScaleResult(plan, engine, ran, skipped, info, table, counts, run.problems,
-                             "" if temporary else root, run.wall, run.work, run.workers, plotted)
+                             "" if temporary else root, run.wall, run.work, run.workers, run.worker_rss_mb, plotted)
         report(1.0, f"{result.images} images in {run.wall['total']:.1f} s")
         return result
     finally:

@@ -36,7 +36,7 @@ from core.ood.mergeable import fit_streaming, merge_partials, partials
 from core.outputs import ModelOutputs
 
 from .plan import AuditPlan, Shard
-from .work import ShardReport, evaluate_shard, fit_block
+from .work import ShardReport, evaluate_shard, fit_block, peak_rss_mb
 
 ROOT = str(Path(__file__).resolve().parents[2])
 Note = Callable[[float, str], None]
@@ -54,6 +54,7 @@ class EngineRun:
     wall: dict[str, float] = field(default_factory=dict)
     work: dict[str, float] = field(default_factory=dict)
     workers: int = 1
+    worker_rss_mb: float = 0.0  #: the largest peak RSS of a process that ran shards
 
 
 def load_model(plan: AuditPlan):
@@ -141,7 +142,8 @@ def run_local(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note,
         progress(0.3 + 0.6 * (i + 1) / max(len(eval_shards), 1), f"evaluation: {i + 1}/{len(eval_shards)} shards")
     wall["evaluate"] = time.perf_counter() - t0
     problems += [p for r in reports for p in r.problems]
-    return EngineRun(fitted, fit_errors, reports, problems, wall, work, workers=1)
+    return EngineRun(fitted, fit_errors, reports, problems, wall, work, workers=1,
+                     worker_rss_mb=max([r.rss_mb for r in reports], default=0.0))
 
 
 # ---------------------------------------------------------------------------- the Ray engine
@@ -177,7 +179,7 @@ class _ShardWorker:
                 self.hook(shard)
             if self.mode == "fit":
                 out, ids, problems, secs = fit_block(self.model, shard, self.plan.image_size)
-                payload = {"role": shard.role, "problems": problems, "seconds": secs,
+                payload = {"role": shard.role, "problems": problems, "seconds": secs, "rss_mb": peak_rss_mb(),
                            "block": None if out is None or not len(out) else block_bytes(out, ids)}
             else:
                 payload = evaluate_shard(self.model, self.detectors, shard, self.plan.image_size, self.scores_dir,
@@ -253,8 +255,10 @@ def run_ray(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note, *, 
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(pool, max(1, len(fit_shards)))),
             num_cpus=1).materialize()
         by_role: dict[str, list[str]] = {"fit": [], "validation": []}
+        fit_rss = []
         for row in blocks.select_columns(["key", "payload"]).iter_rows():
             info = pickle.loads(row["payload"])
+            fit_rss.append(info["rss_mb"])
             problems += info["problems"]
             _add(work, info["seconds"])
             if info["block"] is not None:
@@ -289,7 +293,9 @@ def run_ray(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note, *, 
         fitted, fit_errors = fit_streaming(fitters, run_pass, progress=lambda m: progress(0.3, m))
         wall["fit"] = time.perf_counter() - t0
 
-        # 3. evaluate: the fitted detectors go to the object store once; each actor loads the model once
+        # 3. evaluate: the fitted detectors go to the object store once; each actor loads the model once.
+        # The shards' reports may come back in any order (nothing is merged from them).
+        ctx.execution_options.preserve_order = False
         t0 = time.perf_counter()
         eval_shards = plan.of_role("eval")
         ref = ray.put(fitted)
@@ -305,7 +311,8 @@ def run_ray(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note, *, 
             progress(0.3 + 0.6 * (i + 1) / max(len(eval_shards), 1), f"evaluation: {i + 1}/{len(eval_shards)} shards")
         wall["evaluate"] = time.perf_counter() - t0
         problems += [p for r in reports for p in r.problems]
-        return EngineRun(fitted, fit_errors, reports, problems, wall, work, workers=pool)
+        return EngineRun(fitted, fit_errors, reports, problems, wall, work, workers=pool,
+                         worker_rss_mb=max([r.rss_mb for r in reports] + fit_rss, default=0.0))
     finally:
         if started:
             ray.shutdown()

@@ -166,6 +166,7 @@ class ShardReport:
     problems: list[str]
     detector_errors: dict[str, str]
     seconds: dict[str, float]
+    rss_mb: float = 0.0  #: the peak resident memory of the process that evaluated the shard, so far
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -191,7 +192,14 @@ def evaluate_shard(model, detectors: dict, shard: Shard, image_size: int, out_ro
     write_scores(path, shard, ids, scores, names)
     t4 = time.perf_counter()
     return ShardReport(shard.key, shard.set_name, len(ids), path, samples.problems + bad, errors,
-                       {"load": t1 - t0, "extract": t2 - t1, "score": t3 - t2, "write": t4 - t3})
+                       {"load": t1 - t0, "extract": t2 - t1, "score": t3 - t2, "write": t4 - t3}, peak_rss_mb())
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB (Linux reports kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def fit_block(model, shard: Shard, image_size: int) -> tuple[ModelOutputs | None, np.ndarray, list[str], dict]:
