@@ -12,13 +12,11 @@ functions (:mod:`core.scale.work`), fit the detectors from merged block statisti
 (:mod:`core.ood.mergeable`) and write per-sample scores as Parquet; so their scores agree within
 float rounding and their metrics are identical.
 
-**The metrics are exact**, computed here from the scores themselves with :func:`core.ood.metrics` (the
-function of the in-memory audit): one detector at a time, the driver reads that detector's column of
-every set from the Parquet shards (8 bytes per sample, e.g. 56 MB for a million ID images and six OOD
-sets of a million each) and sorts it. That is the one part of the driver's memory that grows with
-the number of images (by 8 bytes per image, against the ~12 kB per image a worker handles); a sketch
-would bound it at the price of approximate metrics, and exact ones were chosen because these numbers
-are compared against the in-memory audit's. The report's score plots use at most
+**The metrics are exact and the driver's memory is bounded**: :mod:`core.scale.metrics` reads one
+detector's scores from the Parquet shards in key ranges of at most 4M scores (a histogram pass over
+float64's order-preserving bit pattern, then one pass per range), and merges the sorted ranges with
+the running state of :mod:`core.kernels.ranking`'s merge, so AUROC, both AUPRs and FPR@95 equal
+:func:`core.ood.metrics`'s bit for bit at any size. The report's score plots use at most
 ``PLOT_SCORES`` scores per set (every k-th in stream order).
 """
 from __future__ import annotations
@@ -33,8 +31,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from core.ood import OODError
-from core.ood import metrics as ood_metrics
 from core.ood.base import REGISTRY
 from core.ood.mergeable import NotMergeable, stream_fitter
 from core.ood.suite import METRIC_KEYS, SuiteResult
@@ -116,27 +112,47 @@ def read_scores(root: str, plan: AuditPlan, column: str, set_name: str) -> np.nd
 
 
 def compute_metrics(root: str, plan: AuditPlan, detectors: list[str],
-                    plot: str | None = None) -> tuple[pd.DataFrame, dict[str, str], dict[str, dict[str, np.ndarray]]]:
+                    max_values: int = 4_000_000) -> tuple[pd.DataFrame, dict[str, str]]:
     """Exact metrics of every detector on every OOD set against the ID set, from the score shards, one detector
-    at a time; the scores of ``plot`` (at most PLOT_SCORES per set) for the report's figure."""
-    rows, errors, plotted = [], {}, {}
+    at a time and at most ``max_values`` scores in memory (:func:`core.scale.metrics.exact_metrics`: the
+    numbers of :func:`core.ood.metrics`, bit for bit)."""
+    import pyarrow.parquet as pq
+
+    from .metrics import exact_metrics
+
+    rows, errors = [], {}
     sets = plan.sets
     for det in detectors:
-        per_set = {s: read_scores(root, plan, det, s) for s in sets}
-        s_id = per_set.get("ID", np.zeros(0))
-        for name, s in per_set.items():
-            if name == "ID":
-                continue
-            try:
-                m = ood_metrics(s_id, s, convention=plan.convention)
-            except OODError as e:
-                errors[f"{name} · {REGISTRY.spec(det).name}"] = str(e)
-                continue
+        def read(set_name, det=det):
+            for f in _set_files(root, plan, set_name):
+                yield pq.read_table(f, columns=[det]).column(0).to_numpy(zero_copy_only=False)
+
+        got, errs = exact_metrics(read, "ID", [s for s in sets if s != "ID"], convention=plan.convention,
+                                  max_values=max_values)
+        for name, m in got.items():
             rows.append({"detector": det, "ood_set": name, "group": sets[name], **{k: m[k] for k in METRIC_KEYS}})
-        if det == plot:
-            plotted[det] = {k: v[::max(1, -(-len(v) // PLOT_SCORES))] for k, v in per_set.items()}
-        del per_set
-    return pd.DataFrame(rows, columns=["detector", "ood_set", "group", *METRIC_KEYS]), errors, plotted
+        errors.update({f"{name} · {REGISTRY.spec(det).name}": e for name, e in errs.items()})
+    table = pd.DataFrame(rows, columns=["detector", "ood_set", "group", *METRIC_KEYS])
+    order = {s: i for i, s in enumerate(sets)}
+    table = table.sort_values(["detector", "ood_set"], key=lambda c: c.map(order) if c.name == "ood_set" else
+                              c.map({d: i for i, d in enumerate(detectors)}), kind="stable").reset_index(drop=True)
+    return table, errors
+
+
+def plotted_scores(root: str, plan: AuditPlan, detector: str, counts: dict[str, int]) -> dict[str, np.ndarray]:
+    """At most PLOT_SCORES scores of ``detector`` per set (every k-th in stream order), for the report's figure."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for set_name in plan.sets:
+        step = max(1, -(-counts.get(set_name, 0) // PLOT_SCORES))
+        parts, offset = [], 0
+        for f in _set_files(root, plan, set_name):
+            v = pq.read_table(f, columns=[detector]).column(0).to_numpy(zero_copy_only=False)
+            parts.append(v[(-offset) % step::step])
+            offset += len(v)
+        out[set_name] = np.concatenate(parts) if parts else np.zeros(0)
+    return out
 
 
 def split_detectors(plan: AuditPlan) -> tuple[dict, dict[str, str]]:
@@ -187,14 +203,16 @@ def run_audit(plan: AuditPlan, engine: str = "local", *, scores_dir: str | None 
                 run.problems.append(f"{REGISTRY.spec(d).name} on {rep.key}: {e}")
         report(0.9, "metrics from the scores")
         t1 = time.perf_counter()
-        table, metric_errors, _ = compute_metrics(root, plan, ran)
-        best = table.groupby("detector")["auroc"].mean().idxmax() if not table.empty else None
-        _, _, plotted = compute_metrics(root, plan, [best], plot=best) if best else (None, None, {})
-        run.wall["metrics"] = time.perf_counter() - t1
-        run.problems += [f"{k}: {v}" for k, v in metric_errors.items()]
+        table, metric_errors = compute_metrics(root, plan, ran)
         counts = {}
         for rep in run.reports:
             counts[rep.set_name] = counts.get(rep.set_name, 0) + rep.n
+        # the detector the report plots: the summary's best (mean AUROC over the sets every detector scored)
+        best = (SuiteResult(id_name="ID", convention=plan.convention, groups=dict(plan.sets), table=table)
+                .summary()["detector"].iloc[0] if not table.empty else None)
+        plotted = {best: plotted_scores(root, plan, best, counts)} if best else {}
+        run.wall["metrics"] = time.perf_counter() - t1
+        run.problems += [f"{k}: {v}" for k, v in metric_errors.items()]
         run.wall["total"] = time.perf_counter() - t0
         info = {d: dict(run.detectors[d].info) for d in ran}
         result = ScaleResult(plan, engine, ran, skipped, info, table, counts, run.problems,
@@ -211,4 +229,5 @@ def summary(result: ScaleResult) -> pd.DataFrame:
 
 
 __all__ = ["DEFAULT_SHARD_SIZE", "ENGINES", "AuditPlan", "ScaleError", "ScaleResult", "Shard", "compute_metrics",
+           "plotted_scores",
            "plan_builtin", "plan_folder", "read_scores", "run_audit", "shard_seed", "split_detectors", "summary"]

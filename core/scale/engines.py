@@ -206,15 +206,25 @@ def connect_ray(address: str | None, workers: int, object_store_mb: int | None =
     ``workers`` CPUs and no dashboard. Workers import ``core`` from this checkout (PYTHONPATH); on a real
     cluster every node needs the project at the same path. Returns whether this call started Ray (and so
     should shut it down)."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        from .plan import ScaleError
 
+        raise ScaleError("--engine ray needs Ray: pip install \"ray[data]>=2.60\" (or -r requirements-dev.txt).") from None
     if ray.is_initialized():
         return False
     env = {"env_vars": {"PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
                         "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}}
     kwargs = {"runtime_env": env, "log_to_driver": False, "configure_logging": False}
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            from .plan import ScaleError
+
+            raise ScaleError(f"Could not join the Ray cluster at --address {address!r} ({e}). Start one with "
+                             "'ray start --head' (then --address auto), or leave out --address to start one here.") from None
     else:
         extra = {"object_store_memory": object_store_mb * 2**20} if object_store_mb else {}
         ray.init(num_cpus=workers, include_dashboard=False, **kwargs, **extra)
@@ -231,9 +241,9 @@ def _items(shards: list[Shard]):
 def run_ray(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note, *, address: str | None = None,
             workers: int = 2, shard_hook: Callable[[Shard], None] | None = None, quiet: bool = False) -> EngineRun:
     """The three stages on Ray Data: actor pools for the model, tasks for the fit statistics."""
+    started = connect_ray(address, workers)
     import ray
 
-    started = connect_ray(address, workers)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = not quiet

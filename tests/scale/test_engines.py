@@ -113,3 +113,23 @@ def test_ray_gives_the_local_scores_and_metrics_even_when_workers_die(ray_cluste
             np.testing.assert_allclose(remote.scores(det, set_name), local.scores(det, set_name), rtol=1e-6, atol=0)
     assert remote.table.equals(local.table)  # identical metrics
     assert remote.info["knn"]["bank_size"] == 192 and not remote.problems
+
+
+def test_the_local_engine_gives_the_in_memory_audits_numbers_where_the_data_fits_one_shard(tmp_path):
+    from core.ood.workflow import OODRequest, evaluate
+    from core.workspace import Resolver
+
+    dets = {"msp": {}, "mahalanobis": {}, "rmds": {}, "vim": {}, "react": {}, "knn": {"k": 5}, "klm": {},
+            "tempscale": {}, "she": {}, "fdbd": {}}
+    sets = ["near: shapes-near-ood", "far: noise"]
+    plan = plan_builtin(MODEL, "shapes", n=100, n_fit=200, detectors=dets, set_names=sets)
+    streamed = run_audit(plan, "local", scores_dir=str(tmp_path / "s"))
+    ws = {"model": MODEL, "data": {"kind": "builtin", "name": "shapes", "split": "test", "n": 100, "seed": 0,
+                                   "shift": None}}
+    memory = evaluate(Resolver(), OODRequest(ws, tuple(sets), dets, n_fit=200))
+    for det in dets:
+        for set_name in plan.sets:
+            np.testing.assert_allclose(streamed.scores(det, set_name), memory.scores[det][set_name], rtol=1e-6,
+                                       atol=1e-9, err_msg=f"{det} on {set_name}")
+    np.testing.assert_allclose(streamed.table[["auroc", "fpr95"]].to_numpy(),
+                               memory.table[["auroc", "fpr95"]].to_numpy(), rtol=1e-12)
