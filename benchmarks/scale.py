@@ -101,10 +101,10 @@ def main() -> None:
         print(f"| {r['engine']} | {r['images']:,} | {rate:.1f} | {ratio} | {r['wall']:.0f} | {s.get('fit outputs', 0):.0f} | "
               f"{s.get('fit', 0):.1f} | {s.get('evaluate', 0):.0f} | {s.get('metrics', 0):.1f} | "
               f"{r['driver_rss_mb']:.0f} | {r['worker_rss_mb']:.0f} |")
-    print("\nWork per stage, summed over shards (s per 1,000 images scored):")
+    print("\nWork per stage, summed over shards and workers (s per 1,000 images):")
     for r in runs:
         w = r["work"]
-        per = 1000.0 / max(r["scored"] + r["images"] - r["scored"], 1)
+        per = 1000.0 / max(r["images"], 1)
         print(f"  {r['engine']:5s} {r['images']:>8,}: " + ", ".join(f"{k} {v * per:.2f}" for k, v in w.items()))
 
 

@@ -289,6 +289,9 @@ def run_scaled(args: argparse.Namespace) -> int:
     elif "shift" in (_split_list(args.analyses) or []):
         raise AuditError("--analyses shift: shift attribution is not per-sample work; run it with --engine local "
                          "--data shapes.")
+    elif "shift" in analyses and not args.quiet:
+        sys.stderr.write("\nShift attribution skipped: it is not per-sample work (run it with --engine local "
+                         "--data shapes).\n")
     if not args.quiet:
         top = suite.summary().head(5)
         sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
@@ -300,9 +303,17 @@ def run_scaled(args: argparse.Namespace) -> int:
         rate = result.images / max(result.wall.get("total", 1e-9), 1e-9)
         sys.stderr.write(f"{result.images} images in {result.wall.get('total', 0):.1f} s ({rate:.0f} images/s, "
                          f"{result.workers} worker(s))\n")
-    problems = "".join(f"<li>{html_escape(p)}</li>" for p in result.problems[:50])
-    if problems:
-        sections[0].text += f" Problems met ({len(result.problems)}): <ul>{problems}</ul>"
+    import pandas as pd
+
+    sections[0].tables.append((
+        f"How it ran: the {args.engine} engine, {result.workers} worker(s), shards of up to {plan.shard_size} samples "
+        "(seconds on the driver's clock).",
+        pd.DataFrame([{"images": result.images, "fit images": result.fit_images,
+                       **{f"{k} s": v for k, v in result.wall.items()}}])))
+    if result.problems:
+        sections[0].tables.append((f"Problems met ({len(result.problems)}; the first 200): unreadable files and rows "
+                                   "with NaN outputs were left out, the rest went on.",
+                                   pd.DataFrame({"problem": result.problems[:200]})))
     html = core_report.build_report(items, title="Importance Explorer audit",
                                     subtitle=f"{describe_model(model)} on {describe_data_scaled(plan)} "
                                              f"({args.engine} engine).",
@@ -315,12 +326,6 @@ def run_scaled(args: argparse.Namespace) -> int:
         raise AuditError(f"Could not write --out '{out}': {e.strerror or e}.") from None
     progress(1.0, f"Report written to {out}")
     return 0
-
-
-def html_escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 def describe_data_scaled(plan) -> str:
