@@ -150,14 +150,14 @@ def run_local(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note,
 class _ShardWorker:
     """A Ray Data actor: loads the model once, then turns shards into fit blocks or score files."""
 
-    def __init__(self, plan_json: str, mode: str, detectors=None, scores_dir: str = "", shard_hook=None,
+    def __init__(self, context: str, mode: str, detectors=None, scores_dir: str = "", shard_hook=None,
                  threads: int = 1):
         # sized once per actor, at start-up (core.runtime reads IE_THREADS): never from request code
         os.environ["IE_THREADS"] = str(threads)
         from core import runtime
 
         runtime.configure()
-        self.plan = _plan_from_json(plan_json)
+        self.plan, self.order = _plan_from_json(context)
         self.model = load_model(self.plan)
         self.mode = mode
         self.scores_dir = scores_dir
@@ -168,7 +168,6 @@ class _ShardWorker:
             self.detectors = ray.get(detectors[0])  # shared once through the object store
         else:
             self.detectors = {}
-        self.order = list(self.plan.sets)
         self.names = list(self.detectors)
 
     def __call__(self, batch: dict) -> dict:
@@ -190,15 +189,16 @@ class _ShardWorker:
 
 
 def _plan_json(plan: AuditPlan) -> str:
+    """What an actor needs of the plan (the model, the image size, the sets' order), without the shard list:
+    each shard travels in its own row, so an audit of a million files does not copy their paths to every actor."""
     d = dict(plan.__dict__)
-    d["shards"] = [s.to_dict() for s in plan.shards]
-    return json.dumps(d)
+    d["shards"] = []
+    return json.dumps({"plan": d, "set_order": list(plan.sets)})
 
 
-def _plan_from_json(text: str) -> AuditPlan:
+def _plan_from_json(text: str) -> tuple[AuditPlan, list[str]]:
     d = json.loads(text)
-    d["shards"] = [Shard.from_dict(s) for s in d["shards"]]
-    return AuditPlan(**d)
+    return AuditPlan(**d["plan"]), d["set_order"]
 
 
 def connect_ray(address: str | None, workers: int, object_store_mb: int | None = None) -> bool:
@@ -261,7 +261,7 @@ def run_ray(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note, *, 
         t0 = time.perf_counter()
         fit_shards = plan.of_role("fit", "validation")
         blocks = _items(fit_shards).map_batches(
-            _ShardWorker, fn_constructor_kwargs={"plan_json": plan_json, "mode": "fit", "shard_hook": shard_hook},
+            _ShardWorker, fn_constructor_kwargs={"context": plan_json, "mode": "fit", "shard_hook": shard_hook},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(pool, max(1, len(fit_shards)))),
             num_cpus=1).materialize()
         by_role: dict[str, list[str]] = {"fit": [], "validation": []}
@@ -310,7 +310,7 @@ def run_ray(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note, *, 
         eval_shards = plan.of_role("eval")
         ref = ray.put(fitted)
         results = _items(eval_shards).map_batches(
-            _ShardWorker, fn_constructor_kwargs={"plan_json": plan_json, "mode": "eval", "detectors": [ref],
+            _ShardWorker, fn_constructor_kwargs={"context": plan_json, "mode": "eval", "detectors": [ref],
                                                  "scores_dir": scores_dir, "shard_hook": shard_hook},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(pool, max(1, len(eval_shards)))), num_cpus=1)
         reports = []
