@@ -129,6 +129,8 @@ def streams(data: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.address and args.engine != "ray":
+        raise AuditError("--address names a Ray cluster; add --engine ray to use it.")
     if streams(args.data):
         return run_scaled(args)
     if args.engine == "ray":

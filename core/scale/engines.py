@@ -214,8 +214,9 @@ def connect_ray(address: str | None, workers: int, object_store_mb: int | None =
         raise ScaleError("--engine ray needs Ray: pip install \"ray[data]>=2.60\" (or -r requirements-dev.txt).") from None
     if ray.is_initialized():
         return False
+    # every Ray worker process sizes its thread pools once, for one CPU (a model actor or a statistics task)
     env = {"env_vars": {"PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                        "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}}
+                        "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "IE_THREADS": "1"}}
     kwargs = {"runtime_env": env, "log_to_driver": False, "configure_logging": False}
     if address:
         try:
@@ -286,6 +287,9 @@ def run_ray(plan: AuditPlan, fitters: dict, scores_dir: str, progress: Note, *, 
                 return {}
 
             def stats(batch, group=group, keys=keys):
+                from core import runtime
+
+                runtime.configure()  # once per Ray worker process (IE_THREADS from the job's environment)
                 out_rows = []
                 for key, raw in zip(batch["key"], batch["payload"]):
                     info = pickle.loads(raw)

@@ -41,6 +41,7 @@ def test_audit_of_the_built_in_defaults_writes_a_report_and_scores(tmp_path):
     (["--analyses", "magic"], "--analyses: unknown magic"),
     (["--data", "wine", "--engine", "ray"], "--engine ray audits the generated Shapes world"),
     (["--detectors", "odin"], "odin: ODIN re-runs the network"),
+    (["--address", "auto"], "--address names a Ray cluster; add --engine ray"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, reason):
     r = audit("--out", str(tmp_path / "r.html"), "--quiet", *args)
