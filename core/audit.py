@@ -238,7 +238,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--analyses", help=f"comma-separated, of: {', '.join(ANALYSES)} (default: all)")
     p.add_argument("--detectors", help="comma-separated OOD detector ids (default: every usable one that is not slow)")
     p.add_argument("--ood-sets", help="comma-separated OOD set names (default: the standard near/far/shift sets)")
-    p.add_argument("--n-fit", type=int, default=2000, help="fit samples of a generated world")
+    p.add_argument("--n-fit", type=int, default=1000, help="fit samples of a generated world")
     p.add_argument("--convention", default="ood-positive", choices=["ood-positive", "id-positive"])
     p.add_argument("--scores-out", help="a folder for the per-sample scores as Parquet")
     p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
