@@ -22,6 +22,14 @@ ANALYSES: dict[str, dict[str, str]] = {
         "show": "print()\nresult.summary().head(10)",
         "numbers": "result.table.to_json(orient=\"records\", double_precision=15)",
     },
+    "pruning": {
+        "imports": "from core.workspace import Resolver\nfrom core.pruning.workflow import PruningRequest, evaluate",
+        "request": "PruningRequest",
+        "request_class": "core.pruning.workflow.PruningRequest",
+        "run": "result = evaluate(resolver, request, progress=lambda f, msg: print(f\"\\r{f:4.0%} {msg[:70]:<70}\", end=\"\"))",
+        "show": "print()\nresult.table()",
+        "numbers": "result.table().to_json(orient=\"records\", double_precision=15)",
+    },
 }
 
 
