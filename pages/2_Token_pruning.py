@@ -19,7 +19,8 @@ with st.expander("Model, methods and budget", expanded="prune_result" not in st.
         st.stop()
     run_ws, model, dataset = chosen
     methods = ui_pr.choose_methods(model)
-    budgets, budget_params, budget_ok = ui_pr.budget_controls(model, methods) if methods else ((), {}, False)
+    budgets, budget_params, budget_ok = (ui_pr.budget_controls(model, methods, wsp.key_of(run_ws["model"])) if methods
+                                         else ((), {}, False))
     c1, c2, c3 = st.columns([1, 1, 2])
     n_images = int(c1.number_input("Images", 1, len(dataset), min(300, len(dataset)), step=50, key="prune_n",
                                    help="The first images of the data (the workspace's, when it holds images)."))

@@ -14,6 +14,7 @@ from core.pruning import ACTIONS, workflow
 from core.pruning.schedule import default_layers, tome_r_for_keep_rate
 from core.pruning.sweep import SweepPoint, SweepResult
 from core.pruning.workflow import BUDGET_PARAMS, PruningRequest
+from core.workspace import key_of
 
 from . import importance_store
 from . import workspace as wsp
@@ -21,7 +22,7 @@ from .cache import results_cache, shared_figure
 from .params import param_control
 
 SHIPPED = workflow.SHIPPED_VIT
-MODEL_LABELS = {"workspace": "the workspace's model ({})", "shipped": "the shipped Shapes ViT (shapes-vit)",
+MODEL_LABELS = {"workspace": "the workspace's model: {}", "shipped": "the shipped Shapes ViT (shapes-vit)",
                 "timm": "a timm ViT by name"}
 TIMM_EXAMPLES = ("deit_tiny_patch16_224, deit_small_patch16_224, deit_tiny_distilled_patch16_224, vit_small_patch16_224, "
                  "vit_small_patch14_reg4_dinov2")
@@ -127,10 +128,11 @@ def _keep_rate_methods(methods: list[str]) -> list[str]:
     return [m for m in methods if any(p.name == "layers" for p in pruning.spec(m).params)]
 
 
-def budget_controls(model, methods: list[str]) -> tuple[tuple[float, ...] | None, dict[str, dict], bool]:
+def budget_controls(model, methods: list[str], model_key: str) -> tuple[tuple[float, ...] | None, dict[str, dict], bool]:
     """The budget section: (budgets or None, method -> its budget parameters, usable). MACs budgets are
-    offered only up to what every chosen method reaches (the bound comes from the model); a keep rate or
-    r comes with its range from the spec (ToMe's largest r from :func:`core.pruning.param_bounds`)."""
+    offered only up to what every chosen method reaches (the bound comes from the model; ``model_key``
+    names it for the shared cache of those bounds); a keep rate or r comes with its range from the spec
+    (ToMe's largest r from :func:`core.pruning.param_bounds`)."""
     info = pruning.inspect_model(model)
     depth = info.depth
     keepers = _keep_rate_methods(methods)
@@ -159,7 +161,7 @@ def budget_controls(model, methods: list[str]) -> tuple[tuple[float, ...] | None
         if sched != "constant":
             params["tome"]["r_schedule"] = sched
     if mode == "macs":
-        limits = workflow.budget_limits(model, params)
+        limits = shared_figure(("budget-limits", model_key), key_of(params), lambda: workflow.budget_limits(model, params))
         reach = min(limits.values()) if limits else 0.0
         options = [b for b in BUDGET_STEPS if b / 100 <= reach]
         chosen = st.multiselect("MACs reductions", options, default=[b for b in (20, 35) if b in options],
@@ -316,8 +318,13 @@ TABLE_COLUMNS = {"label": "configuration", "keep_rate": "keep rate", "r": "r", "
                  "object_retention": "object retained", "random_retention": "random retains"}
 
 
+def _table(result: SweepResult, name: str, build):
+    """A table derived from a cached result, computed once for every session (like its figures)."""
+    return shared_figure(_rkey(result), name, build)
+
+
 def sweep_view(result: SweepResult) -> None:
-    table = result.table()
+    table = _table(result, "table", result.table)
     c1, c2 = st.columns(2)
     c1.plotly_chart(shared_figure(_rkey(result), "acc-gmacs", lambda: vz.accuracy_vs_cost(
         table, "gmacs", title="Accuracy vs GMACs per image (analytical)")), width="stretch")
@@ -325,14 +332,13 @@ def sweep_view(result: SweepResult) -> None:
         table, "images_per_s", title="Accuracy vs measured images/s")), width="stretch")
     cols = [c for c in TABLE_COLUMNS if c in table]
     shown = table[cols].copy()
-    for c in ("keep_rate", "r"):  # None where the knob is the other one: shown as "—"
-        shown[c] = pd.to_numeric(shown[c], errors="coerce")
+    for c in ("keep_rate", "r"):  # the knob a configuration does not use: "—" (a null cell would read "None")
+        shown[c] = [f"{v:.4g}" if pd.notna(v) else "—" for v in pd.to_numeric(shown[c], errors="coerce")]
     shown = shown.rename(columns=TABLE_COLUMNS)
     pct = [TABLE_COLUMNS[c] for c in ("accuracy", "accuracy_drop", "importance_share", "object_retention",
                                       "random_retention", "macs_ratio") if c in table]
     fmt = {c: "{:.1%}" for c in pct}
-    fmt.update({"GMACs": "{:.4g}", "images/s": "{:,.0f}", "speed-up": "{:.2f}×", "importance ms/batch": "{:.2f}",
-                "keep rate": "{:.4g}", "r": "{:.0f}"})
+    fmt.update({"GMACs": "{:.4g}", "images/s": "{:,.0f}", "speed-up": "{:.2f}×", "importance ms/batch": "{:.2f}"})
     st.dataframe(shown.style.format(fmt, na_rep="—"), hide_index=True, width="stretch")
     st.caption("GMACs are analytical (attention and MLP with the actual token counts, patch embedding and head "
                "included). images/s is measured here: every configuration warmed up, then timed in interleaved rounds "
@@ -449,13 +455,15 @@ def per_layer_view(result: SweepResult) -> SweepPoint:
     labels = [p.label for p in result.points]
     label = st.selectbox("Configuration", labels, key="prune_layer_point")
     p = result.points[labels.index(label)]
-    scores = {f"block {lt.block} ({lt.n_in} tokens)": np.concatenate(p.token_scores(j)) if result.n_images else
-              np.zeros(0) for j, lt in enumerate(p.layers)}
+
+    def scores():
+        return {f"block {lt.block} ({lt.n_in} tokens)": np.concatenate(p.token_scores(j)) for j, lt in enumerate(p.layers)}
+
     c1, c2 = st.columns(2)
     c1.plotly_chart(shared_figure(_rkey(result), "hist", lambda: vz.importance_by_layer(
-        scores, score_name=p.score_name, title=f"{p.label}: token scores per block"), label),
+        scores(), score_name=p.score_name, title=f"{p.label}: token scores per block"), label),
         width="stretch")
-    stats = result.layer_statistics()
+    stats = _table(result, "layer-statistics", result.layer_statistics)
     finite = stats[np.isfinite(stats["entropy"])]
     with c2:
         if finite.empty:
@@ -473,16 +481,16 @@ def per_layer_view(result: SweepResult) -> SweepPoint:
     else:
         region = st.radio("Region", list(result.regions), horizontal=True, key="prune_region",
                           format_func=lambda r: workflow.REGION_NAMES.get(r, r))
+        title = f"Share of {workflow.REGION_NAMES.get(region, region)}'s patches still held after each pruning block"
         st.plotly_chart(shared_figure(_rkey(result), "retention", lambda: vz.retention_by_layer(
-            result.retention_table(), region, title=f"Share of {workflow.REGION_NAMES.get(region, region)}'s patches "
-                                                    "still held after each pruning block"), region), width="stretch")
-        said = workflow.verdicts(result)
+            _table(result, "retention", result.retention_table), region, title=title), region), width="stretch")
+        said = _table(result, "verdicts", lambda: workflow.verdicts(result))
         st.markdown("\n".join(f"- {s}" for s in said.values()))
         st.caption("Retention weights a merged patch by its share of the token. Random keeping holds every patch "
                    "with probability (tokens left)/(patches), whatever the region; a region counts as kept or dropped "
                    "when it differs from that by more than ×1.1 and 3 standard errors.")
         with st.expander("Retention table"):
-            st.dataframe(workflow.region_summary(result).style.format(
+            st.dataframe(_table(result, "regions", lambda: workflow.region_summary(result)).style.format(
                 {"retention": "{:.1%}", "random": "{:.1%}", "factor": "{:.2f}", "z": "{:.1f}", "budget": "{:.0%}"},
                 na_rep="—"), hide_index=True, width="stretch")
     st.markdown("**Zero-TPrune's variance head filter**")
@@ -511,9 +519,11 @@ def per_layer_view(result: SweepResult) -> SweepPoint:
 
 def export(result: SweepResult, point: SweepPoint) -> None:
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Download the sweep (CSV)", result.table().to_csv(index=False).encode(), "pruning_sweep.csv",
+    c1.download_button("Download the sweep (CSV)", _table(result, "table", result.table).to_csv(index=False).encode(),
+                       "pruning_sweep.csv",
                        "text/csv", key="prune_dl_table", help="One row per configuration, the unpruned model first.")
-    c2.download_button("Download retention (CSV)", result.retention_table().to_csv(index=False).encode(),
+    c2.download_button("Download retention (CSV)", _table(result, "retention", result.retention_table).to_csv(
+                       index=False).encode(),
                        "pruning_retention.csv", "text/csv", key="prune_dl_retention",
                        help="Per configuration, pruning block and region: the share retained and random's.")
     with c3:
