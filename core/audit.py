@@ -23,7 +23,7 @@ from pathlib import Path
 from core import runtime
 from core.errors import UserError
 
-ANALYSES = ("ood", "shift")
+ANALYSES = ("ood", "pruning", "shift")
 #: an image folder zipped in memory is bounded like an upload (the loader checks the rest)
 MAX_FOLDER_BYTES = 2 * 2**30
 
@@ -161,6 +161,20 @@ def run(args: argparse.Namespace) -> int:
             top = result.summary().head(5)
             sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
                              .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+    if "pruning" in analyses:
+        from core.codegen import snippet
+        from core.pruning import workflow as pruning_workflow
+
+        reason = pruning_workflow.unsupported_workspace(resolver, ws)
+        if reason:  # one line, and the other analyses' report is still written
+            sys.stderr.write(f"\ntoken pruning skipped: {reason}\n")
+        else:
+            request = pruning_workflow.default_request(resolver, ws)
+            result = pruning_workflow.evaluate(resolver, request,
+                                               progress=lambda f, m: progress(0.1 + 0.85 * f, f"Token pruning: {m}"))
+            sections.append(pruning_workflow.report_section(result, ws))
+            items.update(pruning_workflow.to_importances(result, result.points[0].method, result.budgets[-1]))
+            code.append(snippet("pruning", request))
     if "shift" in analyses:
         _shift(resolver, ws, explicit="shift" in (_split_list(args.analyses) or []), progress=progress,
                sections=sections, items=items, code=code, quiet=args.quiet)
