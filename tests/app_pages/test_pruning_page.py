@@ -224,7 +224,7 @@ def test_per_block_schedule_editor_runs_each_method_with_its_own_knob():
     at.radio(key="prune_budget_mode").set_value("knob").run()
     at.radio(key="prune_schedule").set_value("per-block").run()
     keep = [at.number_input(key=f"prune_sched_keep_6_{b}") for b in range(6)]
-    assert [k.value for k in keep] == [1.0, 0.7, 1.0, 0.7, 0.7, 1.0]  # the default blocks 1, 3, 4
+    assert [k.value for k in keep] == [1.0, 1.0, 0.7, 0.7, 1.0, 0.7]  # the default blocks 2, 3, 5
     assert all((k.min, k.max) == (0.01, 1.0) for k in keep)
     r = [at.number_input(key=f"prune_sched_r_6_{b}") for b in range(6)]
     assert all(v.max == 32 for v in r)

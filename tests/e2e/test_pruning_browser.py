@@ -29,9 +29,9 @@ def test_pruning_page_runs_default_analysis(app_url, page, tmp_path):
     overlay.wait_for(timeout=60_000)
     wait_idle(page)
     assert_no_exception(page)
-    # the input and one panel per pruning block (blocks 1, 3, 4 of the Shapes ViT), drawn as images
+    # the input and one panel per pruning block (blocks 2, 3, 5 of the Shapes ViT), drawn as images
     assert overlay.locator("image").count() == 4
-    assert "after block 4" in overlay.inner_text()
+    assert "after block 5" in overlay.inner_text()
     page.screenshot(path=str(tmp_path / "pruning_per_image.png"), full_page=True)
 
     page.get_by_role("tab", name="Per layer").click()
