@@ -160,38 +160,35 @@ def _noise_sigma(subject: Subject, level: float) -> torch.Tensor:
     return level * (bg.max(0).values - bg.min(0).values)
 
 
-def _noisy_gradients(subject: Subject, samples: int, level: float, seed: int):
-    """Σ g and Σ g² over ``samples`` noisy copies x + ε, ε ~ N(0, σ²), of every input.
+def _noisy_gradients(subject: Subject, samples: int, level: float, seed: int, squares: bool = False):
+    """Σ g and (when ``squares``) Σ g² over ``samples`` noisy copies x + ε, ε ~ N(0, σ²), of every input.
 
     Each sample's noise comes from its own generator (seed, index), so the result does not depend
     on how the rows are batched."""
     x = subject.x
     n = len(x)
     sigma = _noise_sigma(subject, level)
-    cache: dict[int, torch.Tensor] = {}
-
     def noise_of(i: int) -> torch.Tensor:
-        if i not in cache:
-            cache.clear()  # rows come in order: one sample's block at a time is enough
-            g = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
-            cache[i] = torch.randn((samples, *x.shape[1:]), generator=g) * sigma
-        return cache[i]
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
+        return torch.randn((samples, *x.shape[1:]), generator=g) * sigma
 
     def build(s, e):
-        rows = []
-        for r in range(s, e):
-            i, k = divmod(r, samples)
-            rows.append(x[i] + noise_of(i)[k])
-        return torch.stack(rows)
+        # rows s..e are (sample, draw) pairs, sample-major: whole blocks of each sample's draws
+        parts = []
+        for i in range(s // samples, (e - 1) // samples + 1):
+            lo, hi = max(s, i * samples) - i * samples, min(e, (i + 1) * samples) - i * samples
+            parts.append(x[i] + noise_of(i)[lo:hi])
+        return torch.cat(parts)
 
     total = torch.zeros_like(x, dtype=torch.float64)
-    squares = torch.zeros_like(x, dtype=torch.float64)
+    sq = torch.zeros_like(x, dtype=torch.float64) if squares else None
     for s, e, g in subject.iter_gradients(n * samples, build, lambda s, e: subject.targets[np.arange(s, e) // samples]):
         idx = torch.arange(s, e) // samples
         g = g.double()
         total.index_add_(0, idx, g)
-        squares.index_add_(0, idx, g * g)
-    return total, squares
+        if sq is not None:
+            sq.index_add_(0, idx, g * g)
+    return total, sq
 
 
 def _noise_cost(facts, params) -> PassEstimate:
@@ -225,6 +222,6 @@ def vargrad(subject: Subject, params: dict):
     """VarGrad: the variance of the gradient over the same noisy copies as SmoothGrad,
     (1/n) Σᵢ gᵢ² − ((1/n) Σᵢ gᵢ)² (non-negative). ``samples`` forward and backward passes per sample."""
     k = params["samples"]
-    total, squares = _noisy_gradients(subject, k, params["noise_level"], params["seed"])
+    total, squares = _noisy_gradients(subject, k, params["noise_level"], params["seed"], squares=True)
     mean = total / k
     return _values(subject, (squares / k - mean * mean).clamp_min(0.0)), {}

@@ -51,13 +51,15 @@ RANDOM_MAP = "random map"
 @dataclass(frozen=True)
 class MetricSettings:
     """How the metrics are computed (part of every cache key). ``step``: units per deletion/insertion
-    step (None: one image row, or one feature); ``sensitivity_samples``/``sensitivity_radius``:
+    step (None: one image row, or one feature); the substrates (None: "zero" for deletion and "blur"
+    for insertion on images, as in RISE; the background mean for tables, whose zero means nothing
+    in raw units); ``sensitivity_samples``/``sensitivity_radius``:
     max-sensitivity's draws and L∞ radius (share of the value range); ``randomisation``: "all"
     (one step, every layer randomised) or "cascading"; ``seed``: the random map and the noise."""
 
     step: int | None = None
-    deletion_substrate: str = "zero"
-    insertion_substrate: str = "blur"
+    deletion_substrate: str | None = None
+    insertion_substrate: str | None = None
     sensitivity_samples: int = 5
     sensitivity_radius: float = 0.02
     randomisation: str = "all"
@@ -84,7 +86,7 @@ class _Inputs:
 
 @dataclass
 class MethodRun:
-    """One method's cached work: its map, facts, timing and metric rows (per sample)."""
+    """One method's cached work: its map, facts, timing, metric rows (per sample) and curves."""
 
     values: np.ndarray
     params: dict[str, Any]
@@ -92,10 +94,25 @@ class MethodRun:
     seconds: float
     passes: PassEstimate
     metrics: pd.DataFrame
+    curves: dict[str, M.Curve] = field(default_factory=dict)
 
     @property
     def nbytes(self) -> int:
-        return int(self.values.nbytes + self.metrics.memory_usage(deep=False).sum())
+        return int(self.values.nbytes + self.metrics.memory_usage(deep=False).sum()
+                   + sum(c.scores.nbytes + c.fractions.nbytes for c in self.curves.values()))
+
+
+@dataclass
+class BaselineRun:
+    """The random map's cached metric rows and curves."""
+
+    metrics: pd.DataFrame
+    curves: dict[str, M.Curve] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.metrics.memory_usage(deep=False).sum()
+                   + sum(c.scores.nbytes + c.fractions.nbytes for c in self.curves.values()))
 
 
 @dataclass
@@ -109,6 +126,9 @@ class AttributionResult:
     bool [n], samples whose map holds NaN or inf (report them, do not draw them). ``metrics``:
     one row per (method, sample) with the columns of the metrics asked for; ``baseline``: the same
     columns for a random map (relevance mass and rank: the object's area share, their expectation).
+    ``curves[method]["deletion" | "insertion"]``: the :class:`~core.attribution.metrics.Curve` behind
+    the AUCs (samples with a finite map only; also for ``"random map"``), for
+    :func:`core.viz.attribution.perturbation_curves`.
     ``images`` (uint8 [n, H, W, 3]) and ``masks`` (bool [n, H, W], the object) for drawing image
     results; ``rows`` (float64 [n, F]) and ``feature_names`` for tables. ``errors[method]``: why a
     method produced nothing. ``passes``, ``seconds``, ``params`` and ``info`` per method.
@@ -130,6 +150,7 @@ class AttributionResult:
     errors: dict[str, str] = field(default_factory=dict)
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     baseline: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: dict[str, dict[str, M.Curve]] = field(default_factory=dict)
     metric_groups: tuple[str, ...] = ()
     images: np.ndarray | None = None
     masks: np.ndarray | None = None
@@ -216,6 +237,7 @@ class AttributionResult:
         arrays = [*self.maps.values(), *self._pixel_maps.values(), *self.nan_samples.values(), self.indices,
                   self.targets, self.preds, self.target_probability, self.labels, self.images, self.masks, self.rows]
         total = sum(int(a.nbytes) for a in arrays if a is not None)
+        total += sum(c.scores.nbytes + c.fractions.nbytes for per in self.curves.values() for c in per.values())
         for frame in (self.metrics, self.baseline):
             total += int(frame.memory_usage(deep=False).sum()) if not frame.empty else 0
         return total
@@ -368,8 +390,10 @@ def estimate_run(model, data, indices, methods: dict[str, dict], metrics: tuple[
 
 # ---------------------------------------------------------------------------------------------- run
 def _metric_rows(model, inp: _Inputs, values: np.ndarray, method: str | None, params: dict, groups: tuple[str, ...],
-                 settings: MetricSettings, finite: np.ndarray, progress: Callable[[float], None]) -> pd.DataFrame:
-    """Per-sample metrics of one map (NaN rows for samples whose map is not finite)."""
+                 settings: MetricSettings, finite: np.ndarray, progress: Callable[[float], None]
+                 ) -> tuple[pd.DataFrame, dict[str, M.Curve]]:
+    """Per-sample metrics of one map (NaN rows for samples whose map is not finite), and its
+    deletion/insertion curves (over the samples with a finite map)."""
     n = len(inp.indices)
     frame = pd.DataFrame({"sample": inp.indices})
     ok = np.flatnonzero(finite)
@@ -386,15 +410,20 @@ def _metric_rows(model, inp: _Inputs, values: np.ndarray, method: str | None, pa
         frame[name] = col
 
     masks_ok = inp.masks[ok] if inp.masks is not None else None
+    curves: dict[str, M.Curve] = {}
+    image = inp.kind == "image"
+    deletion_substrate = settings.deletion_substrate or ("zero" if image else "mean")
+    insertion_substrate = settings.insertion_substrate or ("blur" if image else "mean")
     steps = [g for g in groups if g in METRICS]
     for k, g in enumerate(steps):
         progress(k / max(len(steps), 1))
-        if g == "deletion":
-            column("deletion_auc", lambda: M.deletion_auc(model, x_ok, v_ok, t_ok, step=settings.step,
-                                                          substrate=settings.deletion_substrate, background=inp.background))
-        elif g == "insertion":
-            column("insertion_auc", lambda: M.insertion_auc(model, x_ok, v_ok, t_ok, step=settings.step,
-                                                            substrate=settings.insertion_substrate, background=inp.background))
+        if g in ("deletion", "insertion") and len(ok):
+            curve_fn = M.deletion_curve if g == "deletion" else M.insertion_curve
+            curves[g] = curve_fn(model, x_ok, v_ok, t_ok, step=settings.step, background=inp.background,
+                                 substrate=deletion_substrate if g == "deletion" else insertion_substrate)
+            column(f"{g}_auc", curves[g].auc)
+        elif g in ("deletion", "insertion"):
+            column(f"{g}_auc", lambda: None)
         elif g == "sparseness":
             column("sparseness", lambda: M.sparseness(pmap))
         elif g == "complexity":
@@ -412,7 +441,7 @@ def _metric_rows(model, inp: _Inputs, values: np.ndarray, method: str | None, pa
                 model, x_ok, t_ok, method, params, radius=settings.sensitivity_radius,
                 samples=settings.sensitivity_samples, seed=settings.seed, background=inp.background, reference=v_ok))
     progress(1.0)
-    return frame
+    return frame, curves
 
 
 def run_attribution(model, data, indices=None, methods: dict[str, dict] | None = None, *, target="predicted",
@@ -517,9 +546,9 @@ def run_attribution(model, data, indices=None, methods: dict[str, dict] | None =
                           **params)
             values = np.asarray(exp.values, np.float32)
             finite = np.isfinite(values.reshape(len(values), -1)).all(1)
-            frame = _metric_rows(model, inp, values, m, exp.params, groups, settings, finite,
-                                 lambda f: report(start + (0.5 + 0.5 * f) * w / total_weight, f"{name}: metrics"))
-            return MethodRun(values, exp.params, exp.info, exp.seconds, exp.passes, frame)
+            frame, curves = _metric_rows(model, inp, values, m, exp.params, groups, settings, finite,
+                                         lambda f: report(start + (0.5 + 0.5 * f) * w / total_weight, f"{name}: metrics"))
+            return MethodRun(values, exp.params, exp.info, exp.seconds, exp.passes, frame, curves)
 
         try:
             key = f"attribution|{key_base}|{m}|{sorted(spec(m).validate_params(params, AttributionError).items())}|{groups}"
@@ -539,24 +568,33 @@ def run_attribution(model, data, indices=None, methods: dict[str, dict] | None =
         result.info[m] = dict(run.info)
         result.seconds[m] = run.seconds
         result.passes[m] = run.passes
+        if run.curves:
+            result.curves[m] = dict(run.curves)
         rows.append(run.metrics.assign(method=m))
 
     # the random map: a seeded uniform map (its deletion/insertion/shape), and the area share for localisation
     report(done_weight / total_weight, "random map")
     if groups:
-        rng = np.random.default_rng(settings.seed)
-        shape = tuple(np.shape(inp.x))
-        random_values = rng.random(shape).astype(np.float32)
-        if inp.kind == "image":  # one value per pixel, as the spatial methods give
-            random_values = np.broadcast_to(random_values[:, :1], shape).copy()
-        base_groups = tuple(g for g in groups if g not in ("randomisation", "sensitivity"))
-        baseline = _metric_rows(model, inp, random_values, None, {}, base_groups, settings,
-                                np.ones(len(inp.indices), bool), lambda f: None)
-        if inp.masks is not None and "localisation" in groups:
-            share = M.random_map_baseline(inp.masks)
-            baseline["relevance_mass"] = share
-            baseline["relevance_rank"] = share
-        result.baseline = baseline.assign(method=RANDOM_MAP)
+        def random_baseline() -> pd.DataFrame:
+            rng = np.random.default_rng(settings.seed)
+            shape = tuple(np.shape(inp.x))
+            random_values = rng.random(shape).astype(np.float32)
+            if inp.kind == "image":  # one value per pixel, as the spatial methods give
+                random_values = np.broadcast_to(random_values[:, :1], shape).copy()
+            base_groups = tuple(g for g in groups if g not in ("randomisation", "sensitivity"))
+            frame, curves = _metric_rows(model, inp, random_values, None, {}, base_groups, settings,
+                                         np.ones(len(inp.indices), bool), lambda f: None)
+            if inp.masks is not None and "localisation" in groups:
+                share = M.random_map_baseline(inp.masks)  # the expectation, not one draw
+                frame["relevance_mass"] = share
+                frame["relevance_rank"] = share
+            return BaselineRun(frame.assign(method=RANDOM_MAP), curves)
+
+        key = f"attribution|{key_base}|{RANDOM_MAP}|{groups}"
+        base_run = cache.get_or_compute(key, random_baseline) if cache is not None else random_baseline()
+        result.baseline = base_run.metrics
+        if base_run.curves:
+            result.curves[RANDOM_MAP] = dict(base_run.curves)
     cols = ["method", "sample", *[c for g in groups for c in COLUMNS[g]]]
     result.metrics = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
     report(1.0, "done")

@@ -53,6 +53,10 @@ def test_image_suite_result(shapes, cnn):
     assert len(res.metrics) == 9 and set(res.metric_columns) == {"deletion_auc", "insertion_auc", "sparseness", "complexity",
                                                                   "relevance_mass", "relevance_rank"}
     np.testing.assert_allclose(res.baseline["relevance_mass"], shapes.masks["object"][[0, 2, 5]].mean((1, 2)))
+    # the curves behind the AUCs are kept for the figure: 4096 pixels in steps of 512, plus the start
+    curve = res.curves["gradcam"]["deletion"]
+    assert curve.scores.shape == (3, 9) and set(res.curves[RANDOM_MAP]) == {"deletion", "insertion"}
+    np.testing.assert_allclose(res.metrics.loc[res.metrics["method"] == "gradcam", "deletion_auc"], curve.auc())
     table = res.summary()
     assert list(table["method"])[-1] == RANDOM_MAP and set(table["method"][:3]) == set(res.methods)
     assert table["mean_rank"].iloc[:3].is_monotonic_increasing
