@@ -13,7 +13,6 @@ completeness gap, how many ReAGent probes stopped, ...).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -383,10 +382,6 @@ class Subject:
     def x_np(self) -> np.ndarray:
         return self.x.numpy().astype(np.float64) if isinstance(self.x, torch.Tensor) else self.x
 
-    @property
-    def differentiable(self) -> bool:
-        return self.backend == "torch"
-
     def report(self, fraction: float) -> None:
         if self.progress is not None:
             self.progress(min(max(float(fraction), 0.0), 1.0))
@@ -469,10 +464,6 @@ class Subject:
                 out = self.predict_np(rows, probability)
             consume(s, e, out)
             self.report(lo + (hi - lo) * e / max(total, 1))
-
-
-def ceil_div(a: int, b: int) -> int:
-    return int(math.ceil(a / b))
 
 
 __all__ = ["AttributionError", "AttributionSpec", "EXACT_SHAPLEY_MAX_FEATURES", "NEEDS", "PassEstimate", "REGISTRY",

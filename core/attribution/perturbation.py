@@ -130,22 +130,24 @@ def rise(subject: Subject, params: dict):
     while done < total_masks:
         count = min(RISE_BLOCK, total_masks - done)
         masks = rise_masks(count, grid, prob, h, w, gen)
-        flat = masks.reshape(count, -1)
-        # rows (image i, mask j), image-major, evaluated in bounded chunks
+        flat = masks.reshape(count, -1).double()  # sums in float64: the centring must cancel exactly
+        # rows (image i, mask j), image-major, evaluated in bounded chunks; within a chunk each image's
+        # rows are one contiguous run of masks, so they are built by broadcasting, without gathers
         rows_total = n * count
         for s in range(0, rows_total, step):
             e = min(rows_total, s + step)
-            r = torch.arange(s, e)
-            i, j = r // count, r % count
+            runs = [(img, max(s, img * count) - img * count, min(e, (img + 1) * count) - img * count)
+                    for img in range(s // count, (e - 1) // count + 1)]
+            batch = torch.cat([x[img:img + 1] * masks[j0:j1, None] for img, j0, j1 in runs])
             with torch.inference_mode():
-                probs = subject.model(x[i] * masks[j, None]).float().softmax(1)
-            scores = probs[torch.arange(e - s), t[i]].double()
-            score_sum.index_add_(0, i, scores)
-            # sal[i] += Σ_j P_ij M_j, grouped by image
-            for img in torch.unique(i).tolist():
-                sel = i == img
-                sal[img] += scores[sel] @ flat[j[sel]].double()
-        coverage += flat.double().sum(0)
+                probs = subject.model(batch).float().softmax(1)
+            at = 0
+            for img, j0, j1 in runs:
+                scores = probs[at:at + j1 - j0, t[img]]
+                at += j1 - j0
+                score_sum[img] += float(scores.double().sum())
+                sal[img] += scores.double() @ flat[j0:j1]  # Σ_j P_ij M_j
+        coverage += flat.sum(0)
         done += count
         subject.report(done / total_masks)
     if params["centre"]:
