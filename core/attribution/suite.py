@@ -371,16 +371,19 @@ def estimate_run(model, data, indices, methods: dict[str, dict], metrics: tuple[
     """Passes each method of :func:`run_attribution` will take with its metrics (and ``"random map"``
     for the random baseline's curves), before anything runs: what a page shows for confirmation.
     Methods that cannot run map to a zero estimate."""
-    from . import spec
+    from . import REGISTRY, capabilities
 
     settings = settings or MetricSettings()
     inp = _resolve(model, data, indices, masks, background, mask_key)
+    caps = capabilities(model, inp.x)
     out: dict[str, PassEstimate] = {}
     for m, params in methods.items():
         try:
-            spec(m)
+            if m not in REGISTRY or REGISTRY.unavailable_reason(m, caps):
+                out[m] = PassEstimate(0)
+                continue
             out[m] = _method_cost(model, inp.x, m, dict(params or {}), tuple(metrics), settings)
-        except AttributionError:
+        except AttributionError:  # a parameter the method refuses: run_attribution reports it
             out[m] = PassEstimate(0)
     facts = input_facts(model, inp.x)
     curves = sum(1 for g in ("deletion", "insertion") if g in metrics)

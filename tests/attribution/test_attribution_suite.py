@@ -78,7 +78,7 @@ def test_image_suite_result(shapes, cnn):
 
 
 def test_estimate_run_adds_the_metrics_costs(shapes, cnn):
-    methods = {"integrated-gradients": {"steps": 10}, "rise": {"masks": 100}}
+    methods = {"integrated-gradients": {"steps": 10}, "rise": {"masks": 100}, "attention-rollout": {}}
     est = A.estimate_run(cnn, shapes, [0, 1], methods, metrics=("deletion", "insertion", "sensitivity"),
                          settings=MetricSettings(sensitivity_samples=3))
     ig = A.estimate_passes(cnn, torch.zeros(2, 3, 64, 64), "integrated-gradients", steps=10)
@@ -86,6 +86,7 @@ def test_estimate_run_adds_the_metrics_costs(shapes, cnn):
     assert est["integrated-gradients"] == ig.scaled(4) + A.PassEstimate(2 * curve)
     assert est["rise"].forward == 4 * 200 + 2 * curve
     assert est[RANDOM_MAP].forward == 2 * curve
+    assert est["attention-rollout"].equivalent == 0  # a CNN: the method cannot run
 
 
 def test_nan_maps_are_reported_not_scored():
