@@ -168,9 +168,14 @@ def _noisy_gradients(subject: Subject, samples: int, level: float, seed: int, sq
     x = subject.x
     n = len(x)
     sigma = _noise_sigma(subject, level)
+    last: dict[int, torch.Tensor] = {}
+
     def noise_of(i: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
-        return torch.randn((samples, *x.shape[1:]), generator=g) * sigma
+        if i not in last:  # a sample split across two chunks is drawn once
+            last.clear()
+            g = torch.Generator().manual_seed(int(seed) * 1_000_003 + i)
+            last[i] = torch.randn((samples, *x.shape[1:]), generator=g) * sigma
+        return last[i]
 
     def build(s, e):
         # rows s..e are (sample, draw) pairs, sample-major: whole blocks of each sample's draws
