@@ -125,6 +125,9 @@ def main() -> None:
         cases.append((f"RISE ({args.rise_masks} masks)", ours_rise, ref_rise))
     times = {name: ([], []) for name, *_ in cases}
     results = {}
+    one = x[:1]
+    A.attribute(model, one, None, "rise", masks=64)  # warm up
+    rise_one = []
     for r in range(args.rounds):
         for name, ours, ref in cases:
             for k, fn in enumerate((ours, ref)) if r % 2 == 0 else list(enumerate((ours, ref)))[::-1]:
@@ -132,6 +135,9 @@ def main() -> None:
                 out = fn()
                 times[name][k].append(time.perf_counter() - t0)
                 results[(name, k)] = out
+        t0 = time.perf_counter()  # the 5-second target, measured in every round under the same load
+        A.attribute(model, one, None, "rise", masks=2000)
+        rise_one.append(time.perf_counter() - t0)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
     # agreement
@@ -170,14 +176,8 @@ def main() -> None:
         text, ok = checks[name]
         print(f"| {name} | {a:.2f} | {b:.2f} | {b / a:.2f} | {text} | {'yes' if ok else 'NO'} |")
 
-    one = x[:1]
-    A.attribute(model, one, None, "rise", masks=64)  # warm up
-    ts = []
-    for _ in range(args.rounds):
-        t0 = time.perf_counter()
-        A.attribute(model, one, None, "rise", masks=2000)
-        ts.append(time.perf_counter() - t0)
-    print(f"\nRISE, 2,000 masks on one 64×64 image: {np.median(ts):.2f} s (median of {args.rounds}; target < 5 s)")
+    print(f"\nRISE, 2,000 masks on one 64×64 image: {np.median(rise_one):.2f} s (median of {args.rounds}, one per round; "
+          f"range {min(rise_one):.2f}-{max(rise_one):.2f} s; target < 5 s)")
 
 
 if __name__ == "__main__":
