@@ -219,12 +219,14 @@ def global_importance(maps: Mapping[str, np.ndarray], feature_names: Sequence[st
     return _layout(fig, title, barmode="group", height=max(300, 22 * len(order) * max(1, len(names)) // 2 + 140))
 
 
-def perturbation_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str | None = None,
+def perturbation_curves(curves: Mapping[str, object], title: str | None = None,
                         yaxis: str = "probability of the target") -> go.Figure:
-    """Deletion / insertion curves: ``curves[method] = (fractions [S+1], scores [N, S+1])``; the mean
-    over the samples as a line with the interquartile range as a band, and the AUC in the legend."""
+    """Deletion / insertion curves: ``curves[method]`` is a ``core.attribution.metrics.Curve`` (e.g.
+    ``AttributionResult.curves[method]["deletion"]``) or a pair (fractions [S+1], scores [N, S+1]);
+    the mean over the samples as a line with the interquartile range as a band, and the AUC in the legend."""
     fig = go.Figure()
-    for i, (m, (frac, scores)) in enumerate(curves.items()):
+    for i, (m, curve) in enumerate(curves.items()):
+        frac, scores = (curve.fractions, curve.scores) if hasattr(curve, "fractions") else curve
         frac = np.asarray(frac, np.float64)
         scores = np.asarray(scores, np.float64)
         scores = scores[np.isfinite(scores).all(1)]

@@ -63,3 +63,7 @@ def test_histograms_bars_and_curves():
     frac = np.linspace(0, 1, 5)
     fig = V.perturbation_curves({"m": (frac, np.tile(1 - frac, (3, 1)))})
     assert "AUC 0.500" in fig.data[1].name
+    from core.attribution.metrics import Curve
+
+    fig = V.perturbation_curves({"m": Curve("deletion", frac, np.tile(frac, (2, 1)))})
+    assert "AUC 0.500" in fig.data[1].name
