@@ -18,7 +18,7 @@ from core.workspace import key_of
 
 from . import importance_store
 from . import workspace as wsp
-from .cache import results_cache, shared_figure
+from .cache import shared_figure, shared_run
 from .params import param_control
 
 SHIPPED = workflow.SHIPPED_VIT
@@ -264,14 +264,7 @@ def run(request: PruningRequest) -> SweepResult:
     The result is shared through the results cache under the request's fingerprint: sessions that press
     Run with the same settings at the same time wait for one computation and get the same (read-only)
     result; every configuration's evaluation is cached there too."""
-    cache = results_cache()
-    key = ("pruning-run", request.fingerprint)
-    result = cache.get(key)
-    if result is None:
-        with wsp.progress_bar("Pruning") as progress:
-            result = cache.get_or_compute(
-                key, lambda report: workflow.evaluate(wsp.resolver(), request, progress=report, cache=cache),
-                progress=progress)
+    result = shared_run("pruning", request, workflow.evaluate, "Pruning")
     return result
 
 

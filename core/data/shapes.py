@@ -75,6 +75,11 @@ MECHANISM_PARENTS = {
     "noise": [],
     "distractor": [],
 }
+# Mechanisms that are off in the default world (all-zero factor column); shift attribution leaves them
+# out of the graph unless a dataset turns them on. When the distractor is on, the suppressor preset
+# makes the marker follow it, so the marker gains it as a parent.
+OPTIONAL_MECHANISMS = ["distractor"]
+MECHANISM_OPTIONAL_PARENTS = {"marker": ["distractor"]}
 
 # Shape codes used by the kernel: analytic shapes first, then polygons.
 _CIRCLE, _RING, _CRESCENT, _POLY, _NONE = 0, 1, 2, 3, -1
