@@ -18,7 +18,7 @@ from core.workspace import key_of
 
 from . import importance_store
 from . import workspace as wsp
-from .cache import results_cache, shared_figure
+from .cache import shared_figure, shared_run
 from .params import param_controls
 
 #: what each metric group measures, for the metrics multiselect
@@ -269,15 +269,7 @@ def run(request: AttributionRequest) -> AttributionResult:
     The result is shared through the results cache under the request's fingerprint: sessions that press
     Run with the same settings at the same time wait for one computation and get the same (read-only)
     result; every method's maps and metrics are cached there too."""
-    cache = results_cache()
-    key = ("attribution-run", request.fingerprint)
-    result = cache.get(key)
-    if result is None:
-        with wsp.progress_bar("Attribution") as progress:
-            result = cache.get_or_compute(
-                key, lambda report: workflow.evaluate(wsp.resolver(), request, progress=report, cache=cache),
-                progress=progress)
-    return result
+    return shared_run("attribution", request, workflow.evaluate, "Attribution")
 
 
 # ---------------------------------------------------------------- showing
@@ -314,7 +306,8 @@ def headline(result: AttributionResult) -> None:
         table = result.summary()
         ranks = dict(zip(table["method"], table["mean_rank"]))
         best = [workflow.method_label(m) for m in ranking if ranks[m] == ranks[ranking[0]]]
-        c[3].metric("Best mean rank", " = ".join(best),
+        c[3].metric("Best mean rank", best[0], delta=f"tied with {', '.join(best[1:])}" if len(best) > 1 else None,
+                    delta_color="off", delta_arrow="off",
                     help="Ranked over every metric computed (each metric's direction: lower deletion AUC, higher "
                          "insertion AUC, ...); see Metrics.")
 
