@@ -23,7 +23,7 @@ from pathlib import Path
 from core import runtime
 from core.errors import UserError
 
-ANALYSES = ("ood", "pruning", "shift")
+ANALYSES = ("ood", "pruning", "shift", "attribution")
 #: an image folder zipped in memory is bounded like an upload (the loader checks the rest)
 MAX_FOLDER_BYTES = 2 * 2**30
 
@@ -178,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
     if "shift" in analyses:
         _shift(resolver, ws, explicit="shift" in (_split_list(args.analyses) or []), progress=progress,
                sections=sections, items=items, code=code, quiet=args.quiet)
+    if "attribution" in analyses:
+        _attribution(resolver, ws, explicit="attribution" in (_split_list(args.analyses) or []), progress=progress,
+                     sections=sections, items=items, code=code, quiet=args.quiet)
     from core.workspace import describe_data, describe_model
 
     html = core_report.build_report(items, title="Importance Explorer audit",
@@ -218,6 +221,36 @@ def _shift(resolver, ws: dict, *, explicit: bool, progress, sections: list, item
         sys.stderr.write("\nShift attribution (" + run.explanation.metric_name + "):\n" + run.explanation.to_frame()[
             ["mechanism", "attribution", "ci_low", "ci_high"]].to_string(index=False, float_format=lambda v: f"{v:+.4f}")
             + "\n")
+
+
+def _attribution(resolver, ws: dict, *, explicit: bool, progress, sections: list, items: dict, code: list,
+                 quiet: bool) -> None:
+    """The default attribution run of the workspace (a few samples, the default methods that apply to its
+    model, the cheap metrics). A workspace without a model (precomputed outputs) is skipped with a note, or
+    refused when ``--analyses attribution`` asked for it."""
+    from core.attribution import AttributionError
+    from core.attribution import workflow as attribution_workflow
+    from core.codegen import snippet
+
+    try:
+        request = attribution_workflow.default_request(resolver, ws)
+    except AttributionError as e:
+        if explicit:
+            raise AuditError(f"--analyses attribution: {e}") from None
+        if not quiet:
+            sys.stderr.write(f"\nAttribution skipped: {e}\n")
+        return
+    result = attribution_workflow.evaluate(resolver, request,
+                                           progress=lambda f, m: progress(0.1 + 0.85 * f, f"Attribution: {m}"))
+    sections.append(attribution_workflow.report_section(result, ws))
+    items.update({f"Attribution · {attribution_workflow.method_label(m)}": imp
+                  for m, imp in result.to_importances().items()})
+    code.append(snippet("attribution", request))
+    if not quiet:
+        top = attribution_workflow.summary_table(result)
+        top = top[top["method"] != attribution_workflow.RANDOM_MAP]
+        sys.stderr.write("\nAttribution methods by mean rank:\n" + top[["method", "mean rank"]].to_string(
+            index=False, float_format=lambda v: f"{v:.2f}") + "\n")
 
 
 def write_scores(result, folder: Path) -> None:

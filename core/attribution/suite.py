@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from core.importance import Importance
+from core.importance import Importance, make_provenance
 
 from . import metrics as M
 from .base import AttributionError, PassEstimate, card_of, input_facts, is_torch
@@ -132,6 +132,10 @@ class AttributionResult:
     ``images`` (uint8 [n, H, W, 3]) and ``masks`` (bool [n, H, W], the object) for drawing image
     results; ``rows`` (float64 [n, F]) and ``feature_names`` for tables. ``errors[method]``: why a
     method produced nothing. ``passes``, ``seconds``, ``params`` and ``info`` per method.
+    ``region_masks[name]``: other regions of the picked images at the maps' resolution (bool
+    [n, H, W]; e.g. the Shapes world's corner marker), set by :mod:`core.attribution.workflow`.
+    ``request`` and ``fingerprint``: the :class:`~core.attribution.workflow.AttributionRequest`
+    that produced the result (None and "" for a direct :func:`run_attribution` call).
     """
 
     kind: str
@@ -158,6 +162,9 @@ class AttributionResult:
     feature_names: list[str] | None = None
     model_name: str = ""
     data_name: str = ""
+    region_masks: dict[str, np.ndarray] = field(default_factory=dict)
+    request: Any = None
+    fingerprint: str = ""
     _pixel_maps: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -217,16 +224,28 @@ class AttributionResult:
         """Methods from best to worst mean rank."""
         return [m for m in self.summary()["method"] if m != RANDOM_MAP]
 
-    def to_importances(self) -> dict[str, Importance]:
-        """One :class:`Importance` per method: unit "pixel" (values float32 [n, H, W], the channel sum)
-        or "feature" (float32 [n, F] with the feature names); the provenance names the method, its
-        parameters, the model, the data and the samples."""
+    def to_importances(self, methods=None) -> dict[str, Importance]:
+        """One :class:`Importance` per method (all, or those in ``methods``): unit "pixel" (values
+        float32 [n, H, W], the channel sum) or "feature" (float32 [n, F] with the feature names); the
+        provenance (:func:`core.importance.make_provenance`) names the method, its parameters, the
+        model, the data, the samples and targets, and, for a result of a request, the request that
+        reruns this method alone (for :func:`core.codegen.snippet_from_provenance`)."""
         out = {}
+        req = self.request
+        ws = getattr(req, "workspace", None) or {}
         for m in self.methods:
+            if methods is not None and m not in methods:
+                continue
             values = self.pixel_map(m)
-            prov = {"analysis": "attribution", "method": m, "parameters": dict(self.params.get(m, {})),
-                    "model": self.model_name, "data": self.data_name, "samples": self.indices.tolist(),
-                    "targets": self.targets.tolist()}
+            request = None
+            if req is not None:  # the same request with this one method (its samples are drawn the same way)
+                request = req.as_dict()
+                request["methods"] = {m: dict(req.methods.get(m) or {})}
+            prov = make_provenance("attribution", m, dict(self.params.get(m, {})),
+                                   model=ws.get("model", self.model_name), data=ws.get("data", self.data_name),
+                                   seed=getattr(req, "seed", None), samples=self.indices.tolist(),
+                                   targets=self.targets.tolist(), model_name=self.model_name, data_name=self.data_name,
+                                   **({"workspace": ws, "request": request} if req is not None else {}))
             names = list(self.feature_names) if self.kind == "table" and self.feature_names else None
             out[m] = Importance(values=values, unit=self.unit, names=names, provenance=prov, scale="mass")
         return out
@@ -234,7 +253,8 @@ class AttributionResult:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays held (maps, channel-summed maps, images, masks, rows, metric tables)."""
-        arrays = [*self.maps.values(), *self._pixel_maps.values(), *self.nan_samples.values(), self.indices,
+        arrays = [*self.maps.values(), *self._pixel_maps.values(), *self.nan_samples.values(),
+                  *self.region_masks.values(), self.indices,
                   self.targets, self.preds, self.target_probability, self.labels, self.images, self.masks, self.rows]
         total = sum(int(a.nbytes) for a in arrays if a is not None)
         total += sum(c.scores.nbytes + c.fractions.nbytes for per in self.curves.values() for c in per.values())

@@ -59,7 +59,9 @@ def _png(image: np.ndarray, side: int) -> str:
 
 def heatmap_grid(maps: Mapping[str, np.ndarray], images: np.ndarray | None = None, normalise: str = "shared",
                  sample_titles: Sequence[str] | None = None, nan_samples: Mapping[str, np.ndarray] | None = None,
-                 opacity: float = 0.6, max_side: int = 64, title: str | None = None) -> go.Figure:
+                 opacity: float = 0.6, max_side: int = 64, title: str | None = None,
+                 outlines: np.ndarray | None = None, outline_colour: str = "#00e5ff", saturate: float | None = None,
+                 fade: bool = False) -> go.Figure:
     """Heatmap overlays: one row per sample, one column per method (after the image itself).
 
     ``maps[method]``: one value per pixel [n, H, W] (see :func:`reduce_channels`). ``normalise``:
@@ -68,7 +70,14 @@ def heatmap_grid(maps: Mapping[str, np.ndarray], images: np.ndarray | None = Non
     be compared by shape (the shared colour bar then runs over [−1, 1] or [0, 1]); "per-map" divides
     every map by its own largest |value|, so a weak sample stays visible. Signed maps use a
     diverging scale centred on 0, non-negative maps a sequential one. Samples flagged in
-    ``nan_samples[method]`` (or whose map is not finite) are left empty with a note."""
+    ``nan_samples[method]`` (or whose map is not finite) are left empty with a note. ``outlines``
+    (bool [n, H, W] at the maps' resolution, e.g. the object masks) draws each region's outline in
+    every cell of its sample, as a contour at 0.5 of the (block-averaged) mask. ``saturate`` (a
+    quantile in (0, 1], e.g. 0.99) sets every scale above by that quantile of |value| instead of
+    the largest one, so a few extreme pixels (gradients are spiky) do not wash the rest out; values
+    beyond it take the end colour (as Captum's ``outlier_perc`` does). ``fade``: colours fade to
+    transparent towards 0 (the image shows through where the map is near 0; ``opacity`` is then the
+    end colours' alpha) instead of a uniform ``opacity``."""
     if normalise not in ("shared", "per-method", "per-map"):
         raise ValueError(f"normalise must be 'shared', 'per-method' or 'per-map', got {normalise!r}")
     names = list(maps)
@@ -76,17 +85,29 @@ def heatmap_grid(maps: Mapping[str, np.ndarray], images: np.ndarray | None = Non
     n = len(next(iter(arrays.values()))) if arrays else (0 if images is None else len(images))
     bad = {m: (np.asarray(nan_samples[m], bool) if nan_samples and m in nan_samples else np.zeros(n, bool))
            | ~np.isfinite(arrays[m].reshape(n, -1)).all(1) for m in names}
+    if saturate is not None and not 0.0 < saturate <= 1.0:
+        raise ValueError(f"saturate must be a quantile in (0, 1], got {saturate!r}")
+
+    def top(a: np.ndarray) -> float:  # the |value| the colour scale ends at
+        a = np.abs(a[np.isfinite(a)])
+        if not a.size:
+            return 0.0
+        return float(a.max() if saturate is None else np.quantile(a, saturate))
+
     if normalise == "per-method":
         for m in names:
-            good = arrays[m][~bad[m]]
-            scale = np.abs(good).max() if good.size else 0.0
+            scale = top(arrays[m][~bad[m]])
             arrays[m] = arrays[m] / scale if scale > 0 else arrays[m]
     elif normalise == "per-map":
         for m in names:
-            scale = np.nan_to_num(np.abs(arrays[m]).reshape(n, -1).max(1, initial=0.0), nan=0.0)
+            scale = np.array([top(a) for a in arrays[m]])
             arrays[m] = arrays[m] / np.where(scale > 0, scale, 1.0)[:, None, None]
     finite = [arrays[m][~bad[m]] for m in names if (~bad[m]).any()]
-    vmax = max((float(np.abs(a).max()) for a in finite), default=1.0) or 1.0
+    if normalise == "shared":
+        vmax = top(np.concatenate([a.ravel() for a in finite])) if finite else 1.0
+    else:  # normalised maps end at 1 (saturated ones beyond it)
+        vmax = max((min(float(np.abs(a).max()), 1.0) for a in finite), default=1.0)
+    vmax = vmax or 1.0
     signed = any((a < 0).any() for a in finite)
     zmin, zmax = (-vmax, vmax) if signed else (0.0, vmax)
     cols = len(names) + (1 if images is not None else 0)
@@ -97,6 +118,7 @@ def heatmap_grid(maps: Mapping[str, np.ndarray], images: np.ndarray | None = Non
     fig = make_subplots(rows=max(n, 1), cols=max(cols, 1), subplot_titles=titles, horizontal_spacing=0.01,
                         vertical_spacing=0.04 if n > 1 else 0.1)
     side = max(next(iter(arrays.values())).shape[-2:]) if arrays else max_side
+    edges = None if outlines is None else _block_mean(np.asarray(outlines, np.float64), max_side)
     for i in range(n):
         src = _png(images[i], side) if images is not None else None  # at the maps' resolution, so pixels line up
         c0 = 1
@@ -113,18 +135,45 @@ def heatmap_grid(maps: Mapping[str, np.ndarray], images: np.ndarray | None = Non
                 fig.add_annotation(text="NaN in map<br>(not drawn)", showarrow=False, row=r, col=c,
                                    x=(w - 1) / 2, y=(h - 1) / 2, font=dict(color="crimson"))
             else:
-                fig.add_trace(go.Heatmap(z=z.astype(np.float32), coloraxis="coloraxis", opacity=opacity if src else 1.0,
+                fig.add_trace(go.Heatmap(z=z.astype(np.float32), coloraxis="coloraxis",
+                                         opacity=opacity if src and not fade else 1.0,
                                          hovertemplate=f"{m}<br>x %{{x}}, y %{{y}}<br>%{{z:.3g}}<extra></extra>"),
                               row=r, col=c)
+        if edges is not None and edges[i].max() > 0.5:
+            for c in range(1, cols + 1):
+                fig.add_trace(_outline(edges[i], outline_colour), row=i + 1, col=c)
     h, w = next(iter(arrays.values())).shape[-2:] if arrays else (max_side, max_side)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, range=[-0.5, w - 0.5], constrain="domain")
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, range=[h - 0.5, -0.5], constrain="domain")
     for k in range(1, max(n, 1) * max(cols, 1) + 1):  # square pixels in every cell
         fig.update_layout({f"yaxis{'' if k == 1 else k}": dict(scaleanchor=f"x{'' if k == 1 else k}")})
-    fig.update_layout(coloraxis=dict(colorscale=DIVERGING if signed else SEQUENTIAL, cmin=zmin, cmax=zmax,
+    scale = (_fading(signed, opacity) if fade and images is not None else DIVERGING if signed else SEQUENTIAL)
+    fig.update_layout(coloraxis=dict(colorscale=scale, cmin=zmin, cmax=zmax,
                                      colorbar=dict(title="value" if normalise == "shared" else f"{normalise}<br>scale",
                                                    len=min(1.0, 300 / max(150 * n, 1) + 0.3))))
     return _layout(fig, title, height=max(240, 150 * n + 80), width=None)
+
+
+#: the fading scales' stops: (position, RGB, share of the end alpha); 0 is fully transparent
+_FADE_DIVERGING = ((0.0, (5, 48, 97), 1.0), (0.2, (33, 102, 172), 0.85), (0.4, (146, 197, 222), 0.35),
+                   (0.5, (247, 247, 247), 0.0), (0.6, (244, 165, 130), 0.35), (0.8, (178, 24, 43), 0.85),
+                   (1.0, (103, 0, 31), 1.0))
+_FADE_SEQUENTIAL = ((0.0, (0, 0, 4), 0.0), (0.25, (120, 28, 109), 0.45), (0.5, (237, 105, 37), 0.8),
+                    (0.75, (251, 180, 26), 0.95), (1.0, (252, 255, 164), 1.0))
+
+
+def _fading(signed: bool, alpha: float) -> list[list]:
+    """A colour scale whose colours fade to transparent towards 0 (the middle of a diverging scale, the bottom
+    of a sequential one), reaching ``alpha`` at the ends."""
+    stops = _FADE_DIVERGING if signed else _FADE_SEQUENTIAL
+    return [[pos, f"rgba({r},{g},{b},{alpha * share:.3f})"] for pos, (r, g, b), share in stops]
+
+
+def _outline(mask: np.ndarray, colour: str) -> go.Contour:
+    """The 0.5 level line of a (block-averaged) mask: the region's outline, no fill, no colour bar."""
+    return go.Contour(z=mask.astype(np.float32), contours=dict(start=0.5, end=0.5, size=1, coloring="none"),
+                      line=dict(color=colour, width=1.5), showscale=False, hoverinfo="skip", name="outline",
+                      showlegend=False)
 
 
 def value_histograms(maps: Mapping[str, np.ndarray], bins: int = 60, normalise: bool = False,
