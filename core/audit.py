@@ -27,7 +27,7 @@ from pathlib import Path
 from core import runtime
 from core.errors import UserError
 
-ANALYSES = ("ood", "shift")
+ANALYSES = ("ood", "pruning", "shift", "attribution")
 #: an image folder zipped in memory is bounded like an upload (the loader checks the rest)
 MAX_FOLDER_BYTES = 2 * 2**30
 
@@ -128,70 +128,75 @@ def streams(data: str) -> bool:
     return Path(data).expanduser().is_dir()
 
 
+#: samples of a generated world that the analyses other than OOD (pruning, shift, attribution) use in memory
+#: when the OOD audit streams a larger one
+IN_MEMORY_N = 2000
+
+
 def run(args: argparse.Namespace) -> int:
     if args.address and args.engine != "ray":
         raise AuditError("--address names a Ray cluster; add --engine ray to use it.")
-    if streams(args.data):
-        return run_scaled(args)
-    if args.engine == "ray":
-        raise AuditError(f"--engine ray audits the generated Shapes world (--data shapes --n N) and image folders; "
-                         f"'{args.data}' is audited in memory: leave out --engine ray.")
-    from core import report as core_report
-    from core.ood import workflow as ood_workflow
-    from core.workspace import Resolver, data_kind_of
-
-    progress = _progress(args.quiet)
-    resolver = Resolver()
-    data = data_spec(resolver, args.data, label=args.label, split=args.split, n=args.n, seed=args.seed)
-    ws = {"model": model_spec(args.model, data_kind_of(data), seed=args.seed, num_classes=args.num_classes,
-                              input_size=args.input_size), "data": data}
     analyses = _split_list(args.analyses) or list(ANALYSES)
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown:
         raise AuditError(f"--analyses: unknown {', '.join(unknown)}; available: {', '.join(ANALYSES)}.")
-    detectors = _split_list(args.detectors)
-    if detectors:
-        import core.ood as ood
-
-        for d in detectors:
-            ood.spec(d)  # an unknown id fails before any work, naming the available ones
-    progress(0.0, "Loading the workspace")
-    resolver.current(ws, progress=lambda f, m: progress(0.1 * f, f"Running the model: {m}"))
-    sections, items, code = [], {}, []
-    if "ood" in analyses:
-        request = ood_workflow.default_request(resolver, ws, n_fit=args.n_fit)
-        if detectors:
-            import core.ood as ood
-
-            usable = ood_workflow.usable_detectors(resolver, ws)
-            refused = {d: usable[d] for d in detectors if usable[d]}
-            if refused:
-                raise AuditError("--detectors: " + "; ".join(f"{d}: {r}" for d, r in refused.items()))
-            request = replace(request, detectors={d: ood.spec(d).defaults for d in detectors})
-        sets = _split_list(args.ood_sets)
-        if sets:
-            request = replace(request, set_names=tuple(sets))
-        request = replace(request, convention=args.convention)
-        result = ood_workflow.evaluate(resolver, request, progress=lambda f, m: progress(0.1 + 0.85 * f, m))
-        sections.append(ood_workflow.report_section(result, ws))
-        if result.detectors:  # the best detector's scores on every set
-            items.update(ood_workflow.to_importances(result, result.summary()["detector"].iloc[0], ws))
-        from core.codegen import snippet
-
-        code.append(snippet("ood", request))
-        if args.scores_out:
-            write_scores(result, Path(args.scores_out))
-        if not args.quiet:
-            top = result.summary().head(5)
-            sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
-                             .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
-    if "shift" in analyses:
-        _shift(resolver, ws, explicit="shift" in (_split_list(args.analyses) or []), progress=progress,
-               sections=sections, items=items, code=code, quiet=args.quiet)
+    explicit = set(_split_list(args.analyses) or [])
+    scaled = "ood" in analyses and streams(args.data)
+    if args.engine == "ray":
+        if not streams(args.data):
+            raise AuditError(f"--engine ray audits the generated Shapes world (--data shapes --n N) and image folders; "
+                             f"'{args.data}' is audited in memory: leave out --engine ray.")
+        if "ood" not in analyses:
+            raise AuditError("--engine ray runs the OOD audit (per-sample work); add ood to --analyses or leave out "
+                             "--engine ray.")
+        asked = sorted(explicit - {"ood"})
+        if asked:
+            raise AuditError(f"--analyses {','.join(asked)}: not per-sample work, so not run on Ray; run it with "
+                             "--engine local.")
+    from core import report as core_report
     from core.workspace import describe_data, describe_model
 
-    html = core_report.build_report(items, title="Importance Explorer audit",
-                                    subtitle=f"{describe_model(ws['model'])} on {describe_data(ws['data'])}.",
+    progress = _progress(args.quiet)
+    sections, items, code = [], {}, []
+    subtitle = None
+    if scaled:
+        subtitle = run_scaled(args, progress=progress, sections=sections, items=items, code=code)
+    rest = [a for a in analyses if a != "ood" or not scaled]
+    if rest and args.engine == "ray":
+        if not args.quiet:
+            sys.stderr.write(f"\n{', '.join(rest)} skipped: not per-sample work (run it with --engine local).\n")
+    elif rest:
+        from core.workspace import Resolver, data_kind_of
+
+        resolver = Resolver()
+        n = min(args.n, IN_MEMORY_N) if scaled else args.n
+        data = data_spec(resolver, args.data, label=args.label, split=args.split, n=n, seed=args.seed)
+        ws = {"model": model_spec(args.model, data_kind_of(data), seed=args.seed, num_classes=args.num_classes,
+                                  input_size=args.input_size), "data": data}
+        if not scaled and args.detectors:
+            import core.ood as ood
+
+            for d in _split_list(args.detectors):
+                ood.spec(d)  # an unknown id fails before any work, naming the available ones
+        progress(0.0, "Loading the workspace")
+        resolver.current(ws, progress=lambda f, m: progress(0.1 * f, f"Running the model: {m}"))
+        if "ood" in rest:
+            _ood(resolver, ws, args, progress=progress, sections=sections, items=items, code=code)
+        if "pruning" in rest:
+            _pruning(resolver, ws, progress=progress, sections=sections, items=items, code=code)
+        if "shift" in rest:
+            _shift(resolver, ws, explicit="shift" in explicit, progress=progress, sections=sections, items=items,
+                   code=code, quiet=args.quiet)
+        if "attribution" in rest:
+            _attribution(resolver, ws, explicit="attribution" in explicit, progress=progress, sections=sections,
+                         items=items, code=code, quiet=args.quiet)
+        if subtitle is None:
+            subtitle = f"{describe_model(ws['model'])} on {describe_data(ws['data'])}."
+        elif n < args.n:
+            names = {"pruning": "token pruning", "shift": "shift attribution", "attribution": "attribution"}
+            subtitle += (f" {', '.join(names[a] for a in rest).capitalize()} on {n:,} samples of the same data, "
+                         "in memory.")
+    html = core_report.build_report(items, title="Importance Explorer audit", subtitle=subtitle,
                                     sections=sections, code="\n\n".join(code))
     out = Path(args.out)
     try:
@@ -201,6 +206,54 @@ def run(args: argparse.Namespace) -> int:
         raise AuditError(f"Could not write --out '{out}': {e.strerror or e}.") from None
     progress(1.0, f"Report written to {out}")
     return 0
+
+
+def _ood(resolver, ws: dict, args: argparse.Namespace, *, progress, sections: list, items: dict, code: list) -> None:
+    """The in-memory OOD audit (uploads and fixed built-in sets)."""
+    from core.codegen import snippet
+    from core.ood import workflow as ood_workflow
+
+    request = ood_workflow.default_request(resolver, ws, n_fit=args.n_fit)
+    detectors = _split_list(args.detectors)
+    if detectors:
+        import core.ood as ood
+
+        usable = ood_workflow.usable_detectors(resolver, ws)
+        refused = {d: usable[d] for d in detectors if usable[d]}
+        if refused:
+            raise AuditError("--detectors: " + "; ".join(f"{d}: {r}" for d, r in refused.items()))
+        request = replace(request, detectors={d: ood.spec(d).defaults for d in detectors})
+    sets = _split_list(args.ood_sets)
+    if sets:
+        request = replace(request, set_names=tuple(sets))
+    request = replace(request, convention=args.convention)
+    result = ood_workflow.evaluate(resolver, request, progress=lambda f, m: progress(0.1 + 0.85 * f, m))
+    sections.append(ood_workflow.report_section(result, ws))
+    if result.detectors:  # the best detector's scores on every set
+        items.update(ood_workflow.to_importances(result, result.summary()["detector"].iloc[0], ws))
+    code.append(snippet("ood", request))
+    if args.scores_out:
+        write_scores(result, Path(args.scores_out))
+    if not args.quiet:
+        top = result.summary().head(5)
+        sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
+                         .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+
+
+def _pruning(resolver, ws: dict, *, progress, sections: list, items: dict, code: list) -> None:
+    from core.codegen import snippet
+    from core.pruning import workflow as pruning_workflow
+
+    reason = pruning_workflow.unsupported_workspace(resolver, ws)
+    if reason:  # one line, and the other analyses' report is still written
+        sys.stderr.write(f"\ntoken pruning skipped: {reason}\n")
+        return
+    request = pruning_workflow.default_request(resolver, ws)
+    result = pruning_workflow.evaluate(resolver, request,
+                                       progress=lambda f, m: progress(0.1 + 0.85 * f, f"Token pruning: {m}"))
+    sections.append(pruning_workflow.report_section(result, ws))
+    items.update(pruning_workflow.to_importances(result, result.points[0].method, result.budgets[-1]))
+    code.append(snippet("pruning", request))
 
 
 def _shift(resolver, ws: dict, *, explicit: bool, progress, sections: list, items: dict, code: list,
@@ -230,23 +283,18 @@ def _shift(resolver, ws: dict, *, explicit: bool, progress, sections: list, item
             + "\n")
 
 
-def run_scaled(args: argparse.Namespace) -> int:
+def run_scaled(args: argparse.Namespace, *, progress, sections: list, items: dict, code: list) -> str:
     """The OOD audit on the streaming engines (``--engine local`` in this process, ``--engine ray`` on a Ray
-    cluster): the same shards, the same functions, the same numbers (:mod:`core.scale`)."""
+    cluster): the same shards, the same functions, the same numbers (:mod:`core.scale`). Adds its report
+    section, importances and code; returns the report's subtitle."""
     import core.data as core_data
     import core.ood as ood
-    from core import report as core_report
     from core import scale
     from core.ood import workflow as ood_workflow
     from core.ood.base import REGISTRY
     from core.ood.mergeable import mergeable_detectors
     from core.workspace import describe_model
 
-    progress = _progress(args.quiet)
-    analyses = _split_list(args.analyses) or list(ANALYSES)
-    unknown = [a for a in analyses if a not in ANALYSES]
-    if unknown:
-        raise AuditError(f"--analyses: unknown {', '.join(unknown)}; available: {', '.join(ANALYSES)}.")
     detectors = _split_list(args.detectors)
     if detectors:
         for d in detectors:
@@ -277,23 +325,10 @@ def run_scaled(args: argparse.Namespace) -> int:
                              workers=args.workers, progress=progress, quiet=args.quiet)
     ws = {"model": model, "data": ws_data}
     suite = result.suite_result()
-    sections = [ood_workflow.report_section(suite, ws)]
-    items = {}
+    sections.append(ood_workflow.report_section(suite, ws))
     if result.detectors:
         items.update(ood_workflow.to_importances(suite, suite.summary()["detector"].iloc[0], ws))
-    code = [scaled_snippet(args, plan)]
-    if "shift" in analyses and args.engine == "local" and args.data == "shapes":
-        from core.workspace import Resolver
-
-        small = {"model": model, "data": {**plan.data_spec, "n": min(args.n, 2000)}}
-        _shift(Resolver(), small, explicit="shift" in (_split_list(args.analyses) or []), progress=progress,
-               sections=sections, items=items, code=code, quiet=args.quiet)
-    elif "shift" in (_split_list(args.analyses) or []):
-        raise AuditError("--analyses shift: shift attribution is not per-sample work; run it with --engine local "
-                         "--data shapes.")
-    elif "shift" in analyses and not args.quiet:
-        sys.stderr.write("\nShift attribution skipped: it is not per-sample work (run it with --engine local "
-                         "--data shapes).\n")
+    code.append(scaled_snippet(args, plan))
     if not args.quiet:
         top = suite.summary().head(5)
         sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
@@ -307,27 +342,16 @@ def run_scaled(args: argparse.Namespace) -> int:
                          f"{result.workers} worker(s))\n")
     import pandas as pd
 
-    sections[0].tables.append((
+    sections[-1].tables.append((
         f"How it ran: the {args.engine} engine, {result.workers} worker(s), shards of up to {plan.shard_size} samples "
         "(seconds on the driver's clock).",
         pd.DataFrame([{"images": result.images, "fit images": result.fit_images,
                        **{f"{k} s": v for k, v in result.wall.items()}}])))
     if result.problems:
-        sections[0].tables.append((f"Problems met ({len(result.problems)}; the first 200): unreadable files and rows "
+        sections[-1].tables.append((f"Problems met ({len(result.problems)}; the first 200): unreadable files and rows "
                                    "with NaN outputs were left out, the rest went on.",
                                    pd.DataFrame({"problem": result.problems[:200]})))
-    html = core_report.build_report(items, title="Importance Explorer audit",
-                                    subtitle=f"{describe_model(model)} on {describe_data_scaled(plan)} "
-                                             f"({args.engine} engine).",
-                                    sections=sections, code="\n\n".join(code))
-    out = Path(args.out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(html, encoding="utf-8")
-    except OSError as e:
-        raise AuditError(f"Could not write --out '{out}': {e.strerror or e}.") from None
-    progress(1.0, f"Report written to {out}")
-    return 0
+    return f"{describe_model(model)} on {describe_data_scaled(plan)} ({args.engine} engine)."
 
 
 def describe_data_scaled(plan) -> str:
@@ -352,6 +376,36 @@ def scaled_snippet(args: argparse.Namespace, plan) -> str:
     where = f", address={args.address!r}" if args.address else ""
     return (f"{imports}\n\n{make}\nresult = run_audit(plan, engine={args.engine!r}{where}, "
             f"scores_dir={args.scores_out!r})\nprint(result.table)")
+
+
+def _attribution(resolver, ws: dict, *, explicit: bool, progress, sections: list, items: dict, code: list,
+                 quiet: bool) -> None:
+    """The default attribution run of the workspace (a few samples, the default methods that apply to its
+    model, the cheap metrics). A workspace without a model (precomputed outputs) is skipped with a note, or
+    refused when ``--analyses attribution`` asked for it."""
+    from core.attribution import AttributionError
+    from core.attribution import workflow as attribution_workflow
+    from core.codegen import snippet
+
+    try:
+        request = attribution_workflow.default_request(resolver, ws)
+    except AttributionError as e:
+        if explicit:
+            raise AuditError(f"--analyses attribution: {e}") from None
+        if not quiet:
+            sys.stderr.write(f"\nAttribution skipped: {e}\n")
+        return
+    result = attribution_workflow.evaluate(resolver, request,
+                                           progress=lambda f, m: progress(0.1 + 0.85 * f, f"Attribution: {m}"))
+    sections.append(attribution_workflow.report_section(result, ws))
+    items.update({f"Attribution · {attribution_workflow.method_label(m)}": imp
+                  for m, imp in result.to_importances().items()})
+    code.append(snippet("attribution", request))
+    if not quiet:
+        top = attribution_workflow.summary_table(result)
+        top = top[top["method"] != attribution_workflow.RANDOM_MAP]
+        sys.stderr.write("\nAttribution methods by mean rank:\n" + top[["method", "mean rank"]].to_string(
+            index=False, float_format=lambda v: f"{v:.2f}") + "\n")
 
 
 def write_scores(result, folder: Path) -> None:
@@ -386,7 +440,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--analyses", help=f"comma-separated, of: {', '.join(ANALYSES)} (default: all)")
     p.add_argument("--detectors", help="comma-separated OOD detector ids (default: every usable one that is not slow)")
     p.add_argument("--ood-sets", help="comma-separated OOD set names (default: the standard near/far/shift sets)")
-    p.add_argument("--n-fit", type=int, default=2000, help="fit samples of a generated world")
+    p.add_argument("--n-fit", type=int, default=1000, help="fit samples of a generated world")
     p.add_argument("--convention", default="ood-positive", choices=["ood-positive", "id-positive"])
     p.add_argument("--scores-out", help="a folder for the per-sample scores as Parquet")
     p.add_argument("--engine", default="local", choices=["local", "ray"],

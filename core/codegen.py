@@ -30,6 +30,25 @@ ANALYSES: dict[str, dict[str, str]] = {
         "show": "print()\nresult.explanation.to_frame()",
         "numbers": "result.to_json()",
     },
+    "pruning": {
+        "imports": "from core.workspace import Resolver\nfrom core.pruning.workflow import PruningRequest, evaluate",
+        "request": "PruningRequest",
+        "request_class": "core.pruning.workflow.PruningRequest",
+        "run": "result = evaluate(resolver, request, progress=lambda f, msg: print(f\"\\r{f:4.0%} {msg[:70]:<70}\", end=\"\"))",
+        "show": "print()\nresult.table()",
+        # measured speeds vary from run to run: the numbers to compare are the deterministic ones
+        "numbers": "result.table().drop(columns=[\"images_per_s\", \"speedup\", \"importance_ms\", "
+                   "\"importance_share\"]).to_json(orient=\"records\", double_precision=15)",
+    },
+    "attribution": {
+        "imports": "from core.workspace import Resolver\nfrom core.attribution.workflow import AttributionRequest, evaluate",
+        "request": "AttributionRequest",
+        "request_class": "core.attribution.workflow.AttributionRequest",
+        "run": "result = evaluate(resolver, request, progress=lambda f, msg: print(f\"\\r{f:4.0%} {msg[:70]:<70}\", end=\"\"))",
+        "show": "print()\nresult.summary()",
+        # the methods' timings vary from run to run: the numbers to compare are the metrics, ranks and passes
+        "numbers": "result.summary().drop(columns=[\"seconds\"]).to_json(orient=\"records\", double_precision=15)",
+    },
 }
 
 

@@ -3,7 +3,7 @@ import streamlit as st
 
 import core.ood as ood
 from core.ood import workflow
-from core.ood.workflow import OODRequest
+from core.ood.workflow import DEFAULT_N_FIT, OODRequest
 from ui import ood as ui_ood
 from ui import workspace as wsp
 from ui.code import code_expander
@@ -62,7 +62,10 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
         n_fit = 0
         c1.caption("Fit set: the whole training split of the table (the split the model was trained on).")
     else:
-        n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, 2000, step=100, key="ood_n_fit"))
+        n_fit = int(c1.number_input("Fit samples (ID train split)", 100, 20000, DEFAULT_N_FIT, step=100, key="ood_n_fit",
+                                   help="Samples of the training split the detectors fit on (and, for TempScale and KL "
+                                        "matching, of the validation split). The default suits a live demo; more "
+                                        "samples give steadier statistics for the feature detectors."))
     val_note = (" TempScale and KL matching calibrate on as many samples of the held-out validation split."
                 if workflow.validation_spec(ws, 1) is not None else "")
     id_note = ("your uploaded ID set" if id_choice == "upload" else f"the workspace's {len(dataset)} samples")

@@ -84,3 +84,20 @@ def usage_rows() -> list[dict]:
 
 def gate_status() -> str:
     return f"{GATE.slots} concurrent computation(s); {GATE.busy} running, {GATE.waiting} queued"
+
+
+def shared_run(analysis: str, request, evaluate, label: str):
+    """``evaluate(resolver, request, progress=, cache=)`` behind a progress bar, shared through the results
+    cache under the request's fingerprint: sessions that press Run with the same settings at the same time
+    wait for one computation (watching its progress) and get the same, read-only result; the workflow
+    caches its own parts (fitted detectors, configurations, density ratios) in the same cache."""
+    from . import workspace as wsp
+
+    cache = results_cache()
+    key = (f"{analysis}-run", request.fingerprint)
+    result = cache.get(key)
+    if result is None:
+        with wsp.progress_bar(label) as progress:
+            result = cache.get_or_compute(
+                key, lambda report: evaluate(wsp.resolver(), request, progress=report, cache=cache), progress=progress)
+    return result

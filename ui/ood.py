@@ -13,7 +13,7 @@ from core.ood.workflow import OODRequest
 
 from . import importance_store
 from . import workspace as wsp
-from .cache import results_cache, shared_figure
+from .cache import shared_figure, shared_run
 from .params import param_controls as spec_controls
 
 GROUP_LABELS = {"near": "near-OOD", "shift": "covariate shift", "far": "far-OOD", "upload": "uploaded"}
@@ -45,14 +45,7 @@ def run(request: OODRequest) -> SuiteResult:
     The whole result is shared through the results cache under the request's fingerprint: sessions
     that press Run with the same settings at the same time wait for one computation and get the same
     (read-only) result; each fitted detector and each set's scores are cached there too."""
-    cache = results_cache()
-    key = ("ood-run", request.fingerprint)
-    result = cache.get(key)
-    if result is None:
-        with wsp.progress_bar("Running the detectors") as progress:
-            result = cache.get_or_compute(
-                key, lambda report: workflow.evaluate(wsp.resolver(), request, progress=report, cache=cache),
-                progress=progress)
+    result = shared_run("ood", request, workflow.evaluate, "Running the detectors")
     if result.convention != request.convention:  # the same scores under the other FPR convention
         result = result.with_convention(request.convention)
     return result

@@ -16,7 +16,7 @@ from core.viz import shift as viz_shift
 
 from . import importance_store
 from . import workspace as wsp
-from .cache import results_cache, shared_figure
+from .cache import shared_figure, shared_run
 from .params import param_controls
 
 #: how the source and the target are chosen, by what the workspace offers
@@ -223,14 +223,7 @@ def run(request: ShiftRequest) -> ShiftRun:
     """The explanation of ``request`` (core.shift.workflow.evaluate) behind a progress bar, shared through the
     results cache under the request's fingerprint (one computation for every session asking the same); the
     fitted density ratios are cached there too, so changing the metric or the bootstrap refits nothing."""
-    cache = results_cache()
-    key = ("shift-run", request.fingerprint)
-    result = cache.get(key)
-    if result is None:
-        with wsp.progress_bar("Explaining the change") as progress:
-            result = cache.get_or_compute(
-                key, lambda report: workflow.evaluate(wsp.resolver(), request, progress=report, cache=cache),
-                progress=progress)
+    result = shared_run("shift", request, workflow.evaluate, "Explaining the change")
     return result
 
 

@@ -127,7 +127,9 @@ def current() -> tuple[dict, Any, data.Dataset, ModelOutputs]:
 
 NAVIGATION = [("app.py", "Workspace", ":material/home:"),
               ("pages/1_OOD_detection.py", "OOD detection", ":material/radar:"),
+              ("pages/2_Token_pruning.py", "Token pruning", ":material/content_cut:"),
               ("pages/3_Shift_attribution.py", "Shift attribution", ":material/compare_arrows:"),
+              ("pages/4_Attribution.py", "Attribution", ":material/image_search:"),
               ("pages/9_Importance_distributions.py", "Importance distributions", ":material/bar_chart:")]
 
 

@@ -14,7 +14,19 @@ mechanism      distribution (defaults)                                factor col
 ``rotation``   uniform angle in [0, 2π)                               ``rotation``
 ``marker``     corner square, P(m=1 | y) = ½ + ½·ρ·(±1) (ρ = 0.6)     ``marker``
 ``noise``      pixel noise, σ = 8 (of 255), near-Gaussian                   ``noise``
+``distractor`` off (P = 0); when on, the next class's shape is drawn  ``distractor``
 =============  =====================================================  ==========================
+
+The ``shape`` column names the shape actually drawn: the class's own shape, or with the
+distractor on the shape of class (y + 1) mod K.
+
+The ``suppressor`` preset (after Wilming et al., ICML 2023) turns the distractor on with P = ½
+and makes the marker show it (``marker_tracks_distractor``) instead of depending on the class:
+the marker is independent of the label, yet the drawn shape alone identifies the class only up
+to two candidates, and the marker is what tells them apart. A model trained on this world must
+use the marker, a feature with no statistical relation to the label (a suppressor), so a
+faithful attribution puts importance on it while the ground-truth mask (the object) does not
+contain it. In that world the marker's parent is the distractor, not the class.
 
 The object colour is always on the other side of mid-grey from the background
 so that every shape is visible (value contrast ≥ 0.3).
@@ -39,7 +51,7 @@ ID_CLASSES = ["circle", "square", "triangle", "star", "plus", "bar"]
 NEAR_OOD_CLASSES = ["ring", "crescent", "arrow", "hexagon"]
 ALL_SHAPES = ID_CLASSES + NEAR_OOD_CLASSES
 BACKGROUNDS = ["plain", "gradient", "stripes", "blotches", "checker"]
-MECHANISMS = ["class", "colour", "background", "size", "position", "rotation", "marker", "noise"]
+MECHANISMS = ["class", "colour", "background", "size", "position", "rotation", "marker", "noise", "distractor"]
 MECHANISM_COLUMNS = {
     "class": ["label"],
     "colour": ["hue", "sat", "val"],
@@ -49,6 +61,7 @@ MECHANISM_COLUMNS = {
     "rotation": ["rotation"],
     "marker": ["marker"],
     "noise": ["noise"],
+    "distractor": ["distractor"],
 }
 # Parents of each mechanism in the causal graph (used by shift attribution).
 MECHANISM_PARENTS = {
@@ -60,7 +73,13 @@ MECHANISM_PARENTS = {
     "rotation": [],
     "marker": ["class"],
     "noise": [],
+    "distractor": [],
 }
+# Mechanisms that are off in the default world (all-zero factor column); shift attribution leaves them
+# out of the graph unless a dataset turns them on. When the distractor is on, the suppressor preset
+# makes the marker follow it, so the marker gains it as a parent.
+OPTIONAL_MECHANISMS = ["distractor"]
+MECHANISM_OPTIONAL_PARENTS = {"marker": ["distractor"]}
 
 # Shape codes used by the kernel: analytic shapes first, then polygons.
 _CIRCLE, _RING, _CRESCENT, _POLY, _NONE = 0, 1, 2, 3, -1
@@ -321,6 +340,8 @@ class ShapesConfig:
     marker_corr: float = 0.6  # ρ: P(marker | y) = ½ + ½ρ(+1 for even classes, -1 for odd)
     noise: float = 8.0
     rotation: bool = True
+    distractor_prob: float = 0.0  # P(distractor on): then the shape of class (y + 1) mod K is drawn
+    marker_tracks_distractor: float | None = None  # q: the marker equals the distractor w.p. q (ignores the class)
 
 
 SHIFT_PRESETS: dict[str, tuple[dict, list[str], str]] = {
@@ -336,6 +357,10 @@ SHIFT_PRESETS: dict[str, tuple[dict, list[str], str]] = {
              "Objects become small (radius 10-16% of the side instead of 18-30%)."),
     "background+size": ({"bg_types": (0.0, 0.0, 0.5, 0.5, 0.0), "size_range": (0.10, 0.16)}, ["background", "size"],
                         "Two mechanisms at once: textured backgrounds and small objects."),
+    "suppressor": ({"distractor_prob": 0.5, "marker_tracks_distractor": 1.0}, ["distractor", "marker"],
+                   "The marker becomes a suppressor (Wilming et al. 2023): half the images show the next class's "
+                   "shape, and exactly those carry the marker, so the marker is independent of the label but a "
+                   "model needs it to read the class."),
 }
 
 
@@ -392,7 +417,21 @@ def sample_factors(n: int, config: ShapesConfig, rng: np.random.Generator, image
     # marker | class
     sign = np.where(label % 2 == 0, 1.0, -1.0)
     p_marker = np.clip(0.5 + 0.5 * config.marker_corr * sign, 0, 1)
-    marker = (rng.random(n) < p_marker).astype(np.int64)
+    u_marker = rng.random(n)
+    marker = (u_marker < p_marker).astype(np.int64)
+    # distractor: drawn after every other mechanism, and only when on, so the default world is unchanged
+    if not 0.0 <= config.distractor_prob <= 1.0:
+        raise DataError(f"distractor_prob must be a probability in [0, 1], got {config.distractor_prob}.")
+    distractor = np.zeros(n, np.int64)
+    if config.distractor_prob > 0:
+        distractor = (rng.random(n) < config.distractor_prob).astype(np.int64)
+    if config.marker_tracks_distractor is not None:
+        q = float(config.marker_tracks_distractor)
+        if not 0.0 <= q <= 1.0:
+            raise DataError(f"marker_tracks_distractor must be a probability in [0, 1], got {q}.")
+        # the marker's own uniform draw decides agreement, so the marker stays independent of the class
+        marker = np.where(u_marker < q, distractor, 1 - distractor).astype(np.int64)
+    shape = np.asarray(config.classes)[(label + distractor) % k]
     return pd.DataFrame({
         "label": label.astype(np.int64),
         "class_name": np.asarray(config.classes)[label],
@@ -401,6 +440,8 @@ def sample_factors(n: int, config: ShapesConfig, rng: np.random.Generator, image
         "size": size, "x": x / image_size, "y": y / image_size, "rotation": rotation,
         "marker": marker,
         "noise": np.full(n, float(config.noise)),
+        "distractor": distractor,
+        "shape": shape,
     })
 
 
@@ -412,7 +453,8 @@ def render_factors(factors: pd.DataFrame, image_size: int, seed: int,
     n = len(factors)
     rng = np.random.default_rng(split_seed(seed, "render"))
     shape_lookup = {s: i for i, s in enumerate(ALL_SHAPES)}
-    shape_idx = np.array([shape_lookup.get(c, -1) for c in factors["class_name"]], np.int64)
+    drawn = factors["shape"] if "shape" in factors else factors["class_name"]  # the distractor may draw another shape
+    shape_idx = np.array([shape_lookup.get(c, -1) for c in drawn], np.int64)
     obj = _hsv_to_rgb(factors["hue"].to_numpy(), factors["sat"].to_numpy(), factors["val"].to_numpy())
     bg_val = factors["bg_val"].to_numpy()
     bg_sat = np.full(n, 0.35)
@@ -486,6 +528,7 @@ def load_textures(split: str = "test", n: int | None = None, seed: int = 0, imag
     cfg = ShapesConfig(bg_types=(0.0, 0.0, 0.4, 0.2, 0.4))
     factors = sample_factors(n, cfg, rng, image_size)
     factors["class_name"] = "none"
+    factors["shape"] = "none"
     factors["label"] = -1
     factors["marker"] = 0
     freq = rng.uniform(3, 9, n)

@@ -45,7 +45,7 @@ KEEP_RATE = ParamSpec(
 LAYERS = ParamSpec(
     "layers", None, "int_list", low=0, optional=True, label="pruning blocks",
     help="Blocks (0-based) that prune. Empty: depth·{1/4, 1/2, 3/4}, i.e. blocks 3, 6, 9 of a 12-block DeiT "
-         "(EViT's 4/7/10) and 1, 3, 4 of the 6-block Shapes ViT.")
+         "(EViT's 4/7/10, rounded up: never earlier than the papers) and 2, 3, 5 of the 6-block Shapes ViT.")
 SCHEDULE = ParamSpec(
     "schedule", None, "float_list", low=0.01, high=1.0, optional=True, label="per-block keep rates",
     help="One keep rate per block (1 = that block prunes nothing); when given it replaces keep rate and pruning blocks.")

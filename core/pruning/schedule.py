@@ -29,9 +29,14 @@ DEFAULT_LAYER_FRACTIONS = (0.25, 0.5, 0.75)
 
 
 def default_layers(depth: int) -> tuple[int, ...]:
-    """Block indices (0-based) that prune by default: depth·{1/4, 1/2, 3/4}, floored (3, 6, 9 for 12 blocks;
-    1, 3, 4 for the 6-block Shapes ViT)."""
-    return tuple(sorted({min(depth - 1, int(depth * f)) for f in DEFAULT_LAYER_FRACTIONS}))
+    """Block indices (0-based) that prune by default: depth·{1/4, 1/2, 3/4} rounded up, so that no block
+    prunes earlier than the papers' schedule does (3, 6, 9 for 12 blocks; 2, 3, 5 for the 6-block Shapes ViT).
+
+    Rounding down would prune the Shapes ViT at block 1, after a sixth of its depth rather than a
+    quarter: there EViT and top-k by class-token attention lose 2-3 points more than random keeping at
+    −20% MACs (measured on 1000 images of two seeds), because the class token's attention after one
+    block does not yet rank tokens by what the prediction needs."""
+    return tuple(sorted({min(depth - 1, math.ceil(depth * f - 1e-9)) for f in DEFAULT_LAYER_FRACTIONS}))
 
 
 def keep_count(rate: float, n: int) -> int:

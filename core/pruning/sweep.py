@@ -208,7 +208,8 @@ class SweepResult:
     order; ``errors``: method id -> message for a method that could not run; ``regions``: region
     name -> [N,N0] patch share (Shapes masks pooled to the patch grid; empty without masks);
     ``labels [N]``; ``info``: the model's :class:`~core.pruning.ModelInfo`; ``fingerprint``: the
-    cache key of the inputs.
+    cache key of the inputs; ``request``: the :class:`core.pruning.workflow.PruningRequest` that
+    produced it (None when :func:`run_sweep` was called directly).
     """
 
     model_name: str
@@ -223,6 +224,7 @@ class SweepResult:
     regions: dict[str, np.ndarray] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
+    request: Any = None
 
     @property
     def methods(self) -> list[str]:

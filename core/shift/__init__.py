@@ -60,6 +60,7 @@ from .workflow import (
     explain_outputs_shift,
     explain_shapes_shift,
     shapes_case,
+    shapes_mechanisms,
     shapes_variables,
 )
 
@@ -109,6 +110,7 @@ __all__ = [
     "metrics_available",
     "shapes_case",
     "shapes_graph",
+    "shapes_mechanisms",
     "shapes_variables",
     "topological_order",
     "weighted_auroc",

@@ -198,7 +198,7 @@ def shapes_graph(mechanisms: Sequence[str] | None = None) -> tuple[dict[str, lis
     """The Shapes world's graph and groups, as :mod:`core.data.shapes` records them
     (``MECHANISM_PARENTS``, ``MECHANISM_COLUMNS``): nodes are mechanisms ("class", "colour", ...),
     each standing for its factor columns. ``mechanisms`` keeps a subset (with their parents)."""
-    from core.data.shapes import MECHANISM_COLUMNS, MECHANISM_PARENTS, MECHANISMS
+    from core.data.shapes import MECHANISM_COLUMNS, MECHANISM_OPTIONAL_PARENTS, MECHANISM_PARENTS, MECHANISMS
 
     keep = list(MECHANISMS) if mechanisms is None else list(mechanisms)
     unknown = [m for m in keep if m not in MECHANISM_PARENTS]
@@ -207,7 +207,9 @@ def shapes_graph(mechanisms: Sequence[str] | None = None) -> tuple[dict[str, lis
                          f"{', '.join(MECHANISMS)}.")
     missing_parents = {p for m in keep for p in MECHANISM_PARENTS[m] if p not in keep}
     keep = [m for m in MECHANISMS if m in set(keep) | missing_parents]
-    return ({m: list(MECHANISM_PARENTS[m]) for m in keep}, {m: list(MECHANISM_COLUMNS[m]) for m in keep})
+    parents = {m: list(MECHANISM_PARENTS[m]) + [p for p in MECHANISM_OPTIONAL_PARENTS.get(m, []) if p in keep]
+               for m in keep}
+    return parents, {m: list(MECHANISM_COLUMNS[m]) for m in keep}
 
 
 def label_features_graph(label: str, feature_columns: Sequence[str], direction: str = "label->features",

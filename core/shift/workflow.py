@@ -76,6 +76,19 @@ def shapes_variables(dataset: Dataset, mechanisms: Sequence[str] | None = None) 
     return dataset.factors[cols].reset_index(drop=True)
 
 
+def shapes_mechanisms(*datasets: Dataset) -> list[str]:
+    """The Shapes mechanisms the graph of ``datasets`` has: all of them but the optional ones
+    (``OPTIONAL_MECHANISMS``, e.g. the distractor) that are off in every dataset: a mechanism absent
+    from both sides is a dummy player with a Shapley value of exactly zero."""
+    from core.data.shapes import MECHANISM_COLUMNS, MECHANISMS, OPTIONAL_MECHANISMS
+
+    def on(m: str) -> bool:
+        return any(ds.factors is not None and c in ds.factors.columns and bool(np.any(ds.factors[c].to_numpy() != 0))
+                   for ds in datasets for c in MECHANISM_COLUMNS[m])
+
+    return [m for m in MECHANISMS if m not in OPTIONAL_MECHANISMS or on(m)]
+
+
 def _check_pair(outputs: ModelOutputs, dataset: Dataset, which: str) -> None:
     if not isinstance(outputs, ModelOutputs):
         raise ShiftError(f"The {which} outputs must be ModelOutputs (core.extract.run), got {type(outputs).__name__}.")
@@ -106,10 +119,13 @@ def explain_shapes_shift(outputs_source: ModelOutputs, outputs_target: ModelOutp
     if outputs_source.num_classes != outputs_target.num_classes:
         raise ShiftError(f"The source outputs have {outputs_source.num_classes} classes, the target's "
                          f"{outputs_target.num_classes}; use the same model on both.")
+    if mechanisms is None:
+        mechanisms = shapes_mechanisms(dataset_source, dataset_target)
     default_graph, default_groups = shapes_graph(mechanisms)
     if graph is None:
         graph, groups = default_graph, default_groups
-    vs, vt = shapes_variables(dataset_source), shapes_variables(dataset_target)
+    used = None if graph is not default_graph else mechanisms
+    vs, vt = shapes_variables(dataset_source, used), shapes_variables(dataset_target, used)
     vs[LABEL], vt[LABEL] = dataset_source.labels, dataset_target.labels
     model = str(outputs_source.meta.get("model", "")) if outputs_source.meta else ""
     shift_s, shift_t = dataset_source.params.get("shift") or "none", dataset_target.params.get("shift") or "none"
@@ -400,8 +416,9 @@ def _scenario_of(resolver, request: ShiftRequest, ds_s: Dataset, ds_t: Dataset) 
     from .explain import _check_frames
 
     if _has_shapes_factors(ds_s) and _has_shapes_factors(ds_t):
-        graph, groups = shapes_graph()
-        columns = tuple(shapes_variables(ds_s).columns) + (LABEL,)
+        mechanisms = shapes_mechanisms(ds_s, ds_t)
+        graph, groups = shapes_graph(mechanisms)
+        columns = tuple(shapes_variables(ds_s, mechanisms).columns) + (LABEL,)
         return ShiftScenario("shapes", LABEL, columns, graph, groups, "the Shapes factor table (ground truth known)")
     if ds_s.kind == "table" and ds_t.kind == "table" and ds_s.frame is not None and ds_t.frame is not None:
         label = ds_s.label or ds_t.label

@@ -90,8 +90,45 @@ def kept_tokens(image: np.ndarray, origins: Sequence[np.ndarray], grid: tuple[in
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     size = 220
-    fig.update_layout(template="plotly_white", title=title, height=size + (70 if title else 40),
-                      width=max(400, size * len(panels)), margin=dict(l=10, r=10, t=60 if title else 30, b=10))
+    extra = 18 if any("<br>" in str(n) for n in names) else 0  # two-line panel titles
+    fig.update_layout(template="plotly_white", title=title, height=size + (70 if title else 40) + extra,
+                      width=max(400, size * len(panels)), margin=dict(l=10, r=10, t=(60 if title else 30) + extra, b=10))
+    return fig
+
+
+def token_score_maps(scores: Sequence[np.ndarray], grid: tuple[int, int], titles: Sequence[str] | None = None,
+                     score_name: str = "score", title: str | None = None) -> go.Figure:
+    """The score each pruning block gave every original patch of one image, on the patch grid: one
+    panel per block (``scores[i]`` [N0], NaN where the patch was already gone, left blank). A score's
+    scale changes with the number of tokens (importances sum to 1), so each panel is coloured by the
+    score's rank among that block's patches (0 = lowest, 1 = highest); hovering shows the score."""
+    rows, cols = grid
+    k = max(1, len(scores))
+    fig = make_subplots(rows=1, cols=k, subplot_titles=list(titles or [f"stage {i + 1}" for i in range(k)]),
+                        horizontal_spacing=0.02)
+    for i, s in enumerate(scores):
+        v = np.asarray(s, np.float64).ravel()
+        rank = np.full(v.shape, np.nan)
+        ok = np.isfinite(v)
+        if ok.sum() > 1:
+            order = v[ok].argsort(kind="stable").argsort(kind="stable")
+            rank[ok] = order / (ok.sum() - 1)
+        elif ok.any():
+            rank[ok] = 1.0
+        fig.add_trace(go.Heatmap(z=rank.reshape(rows, cols), customdata=v.reshape(rows, cols), coloraxis="coloraxis",
+                                 hovertemplate="row %{y}, col %{x}<br>" + score_name + " %{customdata:.4g}<br>"
+                                               "rank %{z:.0%}<extra></extra>"), row=1, col=i + 1)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", scaleanchor="x",
+                     constrain="domain")
+    for i in range(2, k + 1):  # square cells in every panel
+        fig.update_yaxes(scaleanchor=f"x{i}", row=1, col=i)
+    size = 220
+    extra = 18 if any("<br>" in str(n) for n in (titles or ())) else 0  # two-line panel titles
+    fig.update_layout(template="plotly_white", title=title, height=size + (70 if title else 40) + extra,
+                      width=max(400, size * k + 80), margin=dict(l=10, r=10, t=(60 if title else 30) + extra, b=10),
+                      coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1,
+                                     colorbar=dict(title="rank", tickformat=".0%", thickness=12)))
     return fig
 
 
@@ -165,7 +202,10 @@ def head_variance(variance: Mapping[int, np.ndarray], kept: Mapping[int, np.ndar
                                                      "<extra></extra>", showlegend=False))
     for bound, name in ((v_min, "v_min"), (v_max, "v_max")):
         if bound is not None and bound > 0:
-            fig.add_hline(y=bound, line=dict(color="black", dash="dash"), annotation_text=name)
+            fig.add_hline(y=bound, line=dict(color="black", dash="dash"))
+            # an annotation's y on a log axis is log10 of the value (add_hline's own annotation would put it at 10**bound)
+            fig.add_annotation(x=1, xref="paper", y=float(np.log10(bound)), yref="y", text=name, showarrow=False,
+                               xanchor="right", yanchor="bottom")
     fig.update_yaxes(type="log", title="variance of N·s (per head)")
     fig.update_xaxes(title="block · head")
     return _layout(fig, title, height=400)
@@ -178,4 +218,4 @@ def agreement(matrix: pd.DataFrame, title: str | None = None) -> go.Figure:
 
 
 __all__ = ["COST_AXES", "accuracy_vs_cost", "agreement", "head_variance", "importance_by_layer", "kept_tokens",
-           "layer_statistics", "overlay_tokens", "retention_by_layer"]
+           "layer_statistics", "overlay_tokens", "retention_by_layer", "token_score_maps"]

@@ -55,3 +55,52 @@ def test_bad_requests_are_refused_with_the_reason(resolver):
         evaluate(resolver, OODRequest(TABLE, ("far: table global",), {}))
     with pytest.raises(OODError, match="at least one OOD set"):
         evaluate(resolver, OODRequest(TABLE, (), {"msp": {}}))
+
+
+def test_concurrent_sessions_compute_each_run_and_each_model_pass_once(monkeypatch):
+    """Eight 'sessions' press Run at once with two distinct requests, through shared caches as the page does:
+    each request runs once, each (model, data) pass runs once, and sessions with the same request share one
+    result object."""
+    import threading
+    from collections import Counter
+
+    import core.workspace as cws
+
+    passes = Counter()
+    real = cws.extract_run
+
+    def counting(model, dataset, *args, **kwargs):
+        passes[dataset.name, len(dataset), dataset.fingerprint()] += 1
+        return real(model, dataset, *args, **kwargs)
+
+    monkeypatch.setattr(cws, "extract_run", counting)
+    shared = {name: ByteCache(1 << 30, name=name) for name in ("models", "datasets", "outputs", "results")}
+    ws = {**TABLE, "model": {**TABLE["model"], "seed": 4242}}  # a model no other test has run
+    requests = [OODRequest(ws, ("far: table global",), {"msp": {}, "energy": {}}),
+                OODRequest(ws, ("far: table global", "near: table local"), {"msp": {}, "mahalanobis": {}})]
+    runs, results, errors = Counter(), {}, []
+    barrier = threading.Barrier(8)
+
+    def session(i):
+        try:
+            resolver = Resolver(models=shared["models"], datasets=shared["datasets"], outputs=shared["outputs"])
+            request = requests[i % 2]
+
+            def run():
+                runs[request.fingerprint] += 1
+                return evaluate(resolver, request, cache=shared["results"])
+
+            barrier.wait()
+            results[i] = shared["results"].get_or_compute(("ood-run", request.fingerprint), run)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert runs == Counter({r.fingerprint: 1 for r in requests})
+    assert passes and set(passes.values()) == {1}, passes
+    assert all(results[i] is results[i % 2] for i in range(8))

@@ -98,13 +98,13 @@ def test_token_counts_match_the_budget(shapes_vit, shapes_batch, method, rate):
     fused = 1 if method == "evit" else 0
     n, expected_mlp = 64, []
     for block in range(6):
-        if block in (1, 3, 4):  # default pruning blocks of a 6-block ViT: 6·{1/4, 1/2, 3/4} floored
+        if block in (2, 3, 5):  # default pruning blocks of a 6-block ViT: 6·{1/4, 1/2, 3/4} rounded up
             n = keep_count(rate, n) + fused
         expected_mlp.append(1 + n)
     assert s.mlp_tokens_per_block == expected_mlp
     assert s.tokens_per_block == [65] + expected_mlp[:-1]
     assert list(s.plan.mlp_tokens) == expected_mlp
-    assert [lt.block for lt in s.layers] == [1, 3, 4]
+    assert [lt.block for lt in s.layers] == [2, 3, 5]
 
 
 def test_explicit_layers_schedule_and_tome_r(shapes_vit, shapes_batch):

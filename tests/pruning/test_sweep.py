@@ -71,7 +71,7 @@ def test_retention_agreement_and_importances(small_sweep):
     rt = result.retention_table()
     assert set(rt["region"]) == {"object", "marker", "background"}
     zero = rt[(rt["method"] == "zero-tprune") & (rt["region"] == "object")]
-    assert list(zero["block"]) == [1, 3, 4]
+    assert list(zero["block"]) == [2, 3, 5]
     assert ((zero["random"] > 0) & (zero["random"] <= 1)).all()
     agree = result.agreement(0.35)
     assert list(agree.index) == ["Zero-TPrune", "ToMe", "Random"]
@@ -80,7 +80,7 @@ def test_retention_agreement_and_importances(small_sweep):
     assert len(imps) == 3 and all(i.unit == "token" for i in imps)
     lt = result.point("zero-tprune", 0.35).layers[0]
     assert imps[0].values is lt.scores and imps[0].values.dtype == np.float32  # no copy, float32 kept
-    assert imps[0].provenance["block"] == 1 and len(imps[0].names) == 64
+    assert imps[0].provenance["block"] == 2 and len(imps[0].names) == 64
     stats = result.layer_statistics()
     z = stats[stats["method"] == "zero-tprune"]
     assert z["entropy_norm"].between(0, 1).all() and z["gini"].between(0, 1).all()

@@ -65,3 +65,29 @@ def test_layer_figures(result):
     assert 0 <= min(fig.data[0].marker.color) and max(fig.data[0].marker.color) <= 1
     fig = vz.agreement(res.agreement(0.35))
     assert fig.data[0].z.shape == (3, 3)
+
+
+def test_head_filter_bounds_are_labelled_where_they_are_drawn(result):
+    """On a log axis an annotation's y is log10 of the value: the labels sit on their dashed lines."""
+    res, _ = result
+    point = res.point("zero-tprune", 0.35)
+    fig = vz.head_variance({lt.block: lt.head_variance for lt in point.layers}, v_min=0.01, v_max=10.0)
+    lines = sorted(s.y0 for s in fig.layout.shapes)
+    labels = {a.text: a.y for a in fig.layout.annotations}
+    assert lines == [0.01, 10.0] and labels == {"v_min": -2.0, "v_max": 1.0}
+
+
+def test_token_score_maps_rank_each_block_and_leave_gone_patches_blank(result):
+    res, _ = result
+    point = res.point("zero-tprune", 0.35)
+    scores = [lt.scores[0] for lt in point.layers]
+    fig = vz.token_score_maps(scores, res.info.grid, titles=[f"block {lt.block}" for lt in point.layers])
+    assert len(fig.data) == len(point.layers) and all(isinstance(t, go.Heatmap) for t in fig.data)
+    for trace, s in zip(fig.data, scores):
+        z = np.asarray(trace.z, float).ravel()
+        ok = np.isfinite(s)
+        assert np.array_equal(np.isfinite(z), ok)  # a patch already gone (or dropped as similar) is blank
+        # the colour is the score's rank among the block's patches: the top-scored patch is 1, the lowest 0
+        assert z[ok][np.argmax(s[ok])] == 1.0 and z[ok][np.argmin(s[ok])] == 0.0
+        assert np.array_equal(np.argsort(z[ok], kind="stable"), np.argsort(s[ok], kind="stable"))
+        assert np.allclose(np.asarray(trace.customdata, float).ravel(), s, equal_nan=True)

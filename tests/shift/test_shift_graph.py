@@ -57,12 +57,23 @@ def test_presets():
 def test_shapes_preset_is_the_worlds_recorded_graph():
     graph, groups = shift.shapes_graph()
     assert list(graph) == MECHANISMS
-    assert graph == {m: list(MECHANISM_PARENTS[m]) for m in MECHANISMS}
+    # the marker follows the distractor in the suppressor world, so with the distractor it is a parent too
+    assert graph == {m: list(MECHANISM_PARENTS[m]) + (["distractor"] if m == "marker" else []) for m in MECHANISMS}
+    without, _ = shift.shapes_graph([m for m in MECHANISMS if m != "distractor"])
+    assert without == {m: list(MECHANISM_PARENTS[m]) for m in MECHANISMS if m != "distractor"}
     assert groups == {m: list(MECHANISM_COLUMNS[m]) for m in MECHANISMS}
     sub, _ = shift.shapes_graph(["position", "marker"])  # parents come along
     assert set(sub) == {"position", "size", "marker", "class"}
     with pytest.raises(ShiftError, match="Unknown Shapes mechanism"):
         shift.shapes_graph(["sparkle"])
+
+
+def test_optional_mechanisms_join_the_graph_only_when_a_dataset_turns_them_on():
+    from core.data.shapes import load_shapes
+
+    plain, suppressor = load_shapes(n=40, seed=1), load_shapes(n=40, seed=2, shift="suppressor")
+    assert "distractor" not in shift.shapes_mechanisms(plain, plain)
+    assert shift.shapes_mechanisms(plain, suppressor) == MECHANISMS
 
 
 def test_graph_presets_for_an_editor():
