@@ -3,8 +3,12 @@
     python -m core.audit --out report.html                       # the built-in defaults (shipped ViT, Shapes)
     python -m core.audit --data my_images/ --model my_model_dir --out audit.html
     python -m core.audit --data table.csv --label y --model random-forest --out audit.html
+    python -m core.audit --engine ray --address auto --data shapes --n 1000000 --scores-out scores/ --out audit.html
 
-It runs the same core workflows as the app's pages (``core.ood.workflow.evaluate``, ...), shows
+The OOD audit of a generated world (``--data shapes``) or an image folder streams the data in seeded
+shards through :mod:`core.scale`, in this process (``--engine local``, the default) or on a Ray
+cluster (``--engine ray``), with the same functions and the same numbers; uploads and fixed sets run
+the same core workflows as the app's pages (``core.ood.workflow.evaluate``, ...). It shows
 progress on the terminal, and exits with status 2 and a one-line reason on bad input (1 for an
 unexpected error, with the traceback).
 """
@@ -111,80 +115,88 @@ def _split_list(text: str | None) -> list[str] | None:
     return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
-def run(args: argparse.Namespace) -> int:
-    from core import report as core_report
-    from core.ood import workflow as ood_workflow
-    from core.workspace import Resolver, data_kind_of
+def streams(data: str) -> bool:
+    """Whether ``--data`` is audited by the streaming engines: a generated built-in image world (Shapes, in
+    seeded shards) or an image folder. Uploads (.zip, .npz, tables) and fixed built-in sets keep the
+    in-memory path (they are bounded by the upload limits)."""
+    import core.data as core_data
 
-    progress = _progress(args.quiet)
-    resolver = Resolver()
-    data = data_spec(resolver, args.data, label=args.label, split=args.split, n=args.n, seed=args.seed)
-    ws = {"model": model_spec(args.model, data_kind_of(data), seed=args.seed, num_classes=args.num_classes,
-                              input_size=args.input_size), "data": data}
+    if data in core_data.available():
+        from core.scale.plan import is_generated
+
+        return is_generated(data)
+    return Path(data).expanduser().is_dir()
+
+
+#: samples of a generated world that the analyses other than OOD (pruning, shift, attribution) use in memory
+#: when the OOD audit streams a larger one
+IN_MEMORY_N = 2000
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.address and args.engine != "ray":
+        raise AuditError("--address names a Ray cluster; add --engine ray to use it.")
     analyses = _split_list(args.analyses) or list(ANALYSES)
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown:
         raise AuditError(f"--analyses: unknown {', '.join(unknown)}; available: {', '.join(ANALYSES)}.")
-    detectors = _split_list(args.detectors)
-    if detectors:
-        import core.ood as ood
-
-        for d in detectors:
-            ood.spec(d)  # an unknown id fails before any work, naming the available ones
-    progress(0.0, "Loading the workspace")
-    resolver.current(ws, progress=lambda f, m: progress(0.1 * f, f"Running the model: {m}"))
-    sections, items, code = [], {}, []
-    if "ood" in analyses:
-        request = ood_workflow.default_request(resolver, ws, n_fit=args.n_fit)
-        if detectors:
-            import core.ood as ood
-
-            usable = ood_workflow.usable_detectors(resolver, ws)
-            refused = {d: usable[d] for d in detectors if usable[d]}
-            if refused:
-                raise AuditError("--detectors: " + "; ".join(f"{d}: {r}" for d, r in refused.items()))
-            request = replace(request, detectors={d: ood.spec(d).defaults for d in detectors})
-        sets = _split_list(args.ood_sets)
-        if sets:
-            request = replace(request, set_names=tuple(sets))
-        request = replace(request, convention=args.convention)
-        result = ood_workflow.evaluate(resolver, request, progress=lambda f, m: progress(0.1 + 0.85 * f, m))
-        sections.append(ood_workflow.report_section(result, ws))
-        if result.detectors:  # the best detector's scores on every set
-            items.update(ood_workflow.to_importances(result, result.summary()["detector"].iloc[0], ws))
-        from core.codegen import snippet
-
-        code.append(snippet("ood", request))
-        if args.scores_out:
-            write_scores(result, Path(args.scores_out))
-        if not args.quiet:
-            top = result.summary().head(5)
-            sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
-                             .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
-    if "pruning" in analyses:
-        from core.codegen import snippet
-        from core.pruning import workflow as pruning_workflow
-
-        reason = pruning_workflow.unsupported_workspace(resolver, ws)
-        if reason:  # one line, and the other analyses' report is still written
-            sys.stderr.write(f"\ntoken pruning skipped: {reason}\n")
-        else:
-            request = pruning_workflow.default_request(resolver, ws)
-            result = pruning_workflow.evaluate(resolver, request,
-                                               progress=lambda f, m: progress(0.1 + 0.85 * f, f"Token pruning: {m}"))
-            sections.append(pruning_workflow.report_section(result, ws))
-            items.update(pruning_workflow.to_importances(result, result.points[0].method, result.budgets[-1]))
-            code.append(snippet("pruning", request))
-    if "shift" in analyses:
-        _shift(resolver, ws, explicit="shift" in (_split_list(args.analyses) or []), progress=progress,
-               sections=sections, items=items, code=code, quiet=args.quiet)
-    if "attribution" in analyses:
-        _attribution(resolver, ws, explicit="attribution" in (_split_list(args.analyses) or []), progress=progress,
-                     sections=sections, items=items, code=code, quiet=args.quiet)
+    explicit = set(_split_list(args.analyses) or [])
+    scaled = "ood" in analyses and streams(args.data)
+    if args.engine == "ray":
+        if not streams(args.data):
+            raise AuditError(f"--engine ray audits the generated Shapes world (--data shapes --n N) and image folders; "
+                             f"'{args.data}' is audited in memory: leave out --engine ray.")
+        if "ood" not in analyses:
+            raise AuditError("--engine ray runs the OOD audit (per-sample work); add ood to --analyses or leave out "
+                             "--engine ray.")
+        asked = sorted(explicit - {"ood"})
+        if asked:
+            raise AuditError(f"--analyses {','.join(asked)}: not per-sample work, so not run on Ray; run it with "
+                             "--engine local.")
+    from core import report as core_report
     from core.workspace import describe_data, describe_model
 
-    html = core_report.build_report(items, title="Importance Explorer audit",
-                                    subtitle=f"{describe_model(ws['model'])} on {describe_data(ws['data'])}.",
+    progress = _progress(args.quiet)
+    sections, items, code = [], {}, []
+    subtitle = None
+    if scaled:
+        subtitle = run_scaled(args, progress=progress, sections=sections, items=items, code=code)
+    rest = [a for a in analyses if a != "ood" or not scaled]
+    if rest and args.engine == "ray":
+        if not args.quiet:
+            sys.stderr.write(f"\n{', '.join(rest)} skipped: not per-sample work (run it with --engine local).\n")
+    elif rest:
+        from core.workspace import Resolver, data_kind_of
+
+        resolver = Resolver()
+        n = min(args.n, IN_MEMORY_N) if scaled else args.n
+        data = data_spec(resolver, args.data, label=args.label, split=args.split, n=n, seed=args.seed)
+        ws = {"model": model_spec(args.model, data_kind_of(data), seed=args.seed, num_classes=args.num_classes,
+                                  input_size=args.input_size), "data": data}
+        if not scaled and args.detectors:
+            import core.ood as ood
+
+            for d in _split_list(args.detectors):
+                ood.spec(d)  # an unknown id fails before any work, naming the available ones
+        progress(0.0, "Loading the workspace")
+        resolver.current(ws, progress=lambda f, m: progress(0.1 * f, f"Running the model: {m}"))
+        if "ood" in rest:
+            _ood(resolver, ws, args, progress=progress, sections=sections, items=items, code=code)
+        if "pruning" in rest:
+            _pruning(resolver, ws, progress=progress, sections=sections, items=items, code=code)
+        if "shift" in rest:
+            _shift(resolver, ws, explicit="shift" in explicit, progress=progress, sections=sections, items=items,
+                   code=code, quiet=args.quiet)
+        if "attribution" in rest:
+            _attribution(resolver, ws, explicit="attribution" in explicit, progress=progress, sections=sections,
+                         items=items, code=code, quiet=args.quiet)
+        if subtitle is None:
+            subtitle = f"{describe_model(ws['model'])} on {describe_data(ws['data'])}."
+        elif n < args.n:
+            names = {"pruning": "token pruning", "shift": "shift attribution", "attribution": "attribution"}
+            subtitle += (f" {', '.join(names[a] for a in rest).capitalize()} on {n:,} samples of the same data, "
+                         "in memory.")
+    html = core_report.build_report(items, title="Importance Explorer audit", subtitle=subtitle,
                                     sections=sections, code="\n\n".join(code))
     out = Path(args.out)
     try:
@@ -194,6 +206,54 @@ def run(args: argparse.Namespace) -> int:
         raise AuditError(f"Could not write --out '{out}': {e.strerror or e}.") from None
     progress(1.0, f"Report written to {out}")
     return 0
+
+
+def _ood(resolver, ws: dict, args: argparse.Namespace, *, progress, sections: list, items: dict, code: list) -> None:
+    """The in-memory OOD audit (uploads and fixed built-in sets)."""
+    from core.codegen import snippet
+    from core.ood import workflow as ood_workflow
+
+    request = ood_workflow.default_request(resolver, ws, n_fit=args.n_fit)
+    detectors = _split_list(args.detectors)
+    if detectors:
+        import core.ood as ood
+
+        usable = ood_workflow.usable_detectors(resolver, ws)
+        refused = {d: usable[d] for d in detectors if usable[d]}
+        if refused:
+            raise AuditError("--detectors: " + "; ".join(f"{d}: {r}" for d, r in refused.items()))
+        request = replace(request, detectors={d: ood.spec(d).defaults for d in detectors})
+    sets = _split_list(args.ood_sets)
+    if sets:
+        request = replace(request, set_names=tuple(sets))
+    request = replace(request, convention=args.convention)
+    result = ood_workflow.evaluate(resolver, request, progress=lambda f, m: progress(0.1 + 0.85 * f, m))
+    sections.append(ood_workflow.report_section(result, ws))
+    if result.detectors:  # the best detector's scores on every set
+        items.update(ood_workflow.to_importances(result, result.summary()["detector"].iloc[0], ws))
+    code.append(snippet("ood", request))
+    if args.scores_out:
+        write_scores(result, Path(args.scores_out))
+    if not args.quiet:
+        top = result.summary().head(5)
+        sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
+                         .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+
+
+def _pruning(resolver, ws: dict, *, progress, sections: list, items: dict, code: list) -> None:
+    from core.codegen import snippet
+    from core.pruning import workflow as pruning_workflow
+
+    reason = pruning_workflow.unsupported_workspace(resolver, ws)
+    if reason:  # one line, and the other analyses' report is still written
+        sys.stderr.write(f"\ntoken pruning skipped: {reason}\n")
+        return
+    request = pruning_workflow.default_request(resolver, ws)
+    result = pruning_workflow.evaluate(resolver, request,
+                                       progress=lambda f, m: progress(0.1 + 0.85 * f, f"Token pruning: {m}"))
+    sections.append(pruning_workflow.report_section(result, ws))
+    items.update(pruning_workflow.to_importances(result, result.points[0].method, result.budgets[-1]))
+    code.append(snippet("pruning", request))
 
 
 def _shift(resolver, ws: dict, *, explicit: bool, progress, sections: list, items: dict, code: list,
@@ -221,6 +281,101 @@ def _shift(resolver, ws: dict, *, explicit: bool, progress, sections: list, item
         sys.stderr.write("\nShift attribution (" + run.explanation.metric_name + "):\n" + run.explanation.to_frame()[
             ["mechanism", "attribution", "ci_low", "ci_high"]].to_string(index=False, float_format=lambda v: f"{v:+.4f}")
             + "\n")
+
+
+def run_scaled(args: argparse.Namespace, *, progress, sections: list, items: dict, code: list) -> str:
+    """The OOD audit on the streaming engines (``--engine local`` in this process, ``--engine ray`` on a Ray
+    cluster): the same shards, the same functions, the same numbers (:mod:`core.scale`). Adds its report
+    section, importances and code; returns the report's subtitle."""
+    import core.data as core_data
+    import core.ood as ood
+    from core import scale
+    from core.ood import workflow as ood_workflow
+    from core.ood.base import REGISTRY
+    from core.ood.mergeable import mergeable_detectors
+    from core.workspace import describe_model
+
+    detectors = _split_list(args.detectors)
+    if detectors:
+        for d in detectors:
+            ood.spec(d)  # an unknown id fails before any work, naming the available ones
+        # a detector the streaming engines cannot fit (ODIN) is skipped with its reason, in the report too
+    else:
+        detectors = REGISTRY.default_selection(mergeable_detectors())
+    chosen = {d: ood.spec(d).defaults for d in detectors}
+    model = model_spec(args.model, "image", seed=args.seed, num_classes=args.num_classes, input_size=args.input_size)
+    sets = _split_list(args.ood_sets)
+    try:
+        if args.data in core_data.available():
+            plan = scale.plan_builtin(model, args.data, n=args.n, n_fit=args.n_fit, seed=args.seed, set_names=sets,
+                                      n_ood=args.ood_n, detectors=chosen, shard_size=args.shard_size,
+                                      convention=args.convention)
+            ws_data = plan.data_spec
+        else:
+            plan = scale.plan_folder(model, args.data, seed=args.seed, set_names=sets, n_ood=args.ood_n or args.n,
+                                     detectors=chosen, shard_size=args.shard_size, convention=args.convention)
+            ws_data = {"kind": "upload", "filename": str(Path(args.data).expanduser())}
+    except scale.ScaleError as e:
+        raise AuditError(str(e)) from None
+    if not args.quiet:
+        sys.stderr.write(f"{args.engine} engine: {plan.size()} images in {len(plan.shards)} shards of up to "
+                         f"{plan.shard_size} ({plan.size('fit', 'validation')} to fit, "
+                         f"{plan.size('eval')} to score)\n")
+    result = scale.run_audit(plan, args.engine, scores_dir=args.scores_out, address=args.address,
+                             workers=args.workers, progress=progress, quiet=args.quiet)
+    ws = {"model": model, "data": ws_data}
+    suite = result.suite_result()
+    sections.append(ood_workflow.report_section(suite, ws))
+    if result.detectors:
+        items.update(ood_workflow.to_importances(suite, suite.summary()["detector"].iloc[0], ws))
+    code.append(scaled_snippet(args, plan))
+    if not args.quiet:
+        top = suite.summary().head(5)
+        sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
+                         .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+        if result.skipped:
+            sys.stderr.write("Not run: " + "; ".join(f"{d}: {r}" for d, r in result.skipped.items()) + "\n")
+        for p in result.problems[:20]:
+            sys.stderr.write(f"Problem: {p}\n")
+        rate = result.images / max(result.wall.get("total", 1e-9), 1e-9)
+        sys.stderr.write(f"{result.images} images in {result.wall.get('total', 0):.1f} s ({rate:.0f} images/s, "
+                         f"{result.workers} worker(s))\n")
+    import pandas as pd
+
+    sections[-1].tables.append((
+        f"How it ran: the {args.engine} engine, {result.workers} worker(s), shards of up to {plan.shard_size} samples "
+        "(seconds on the driver's clock).",
+        pd.DataFrame([{"images": result.images, "fit images": result.fit_images,
+                       **{f"{k} s": v for k, v in result.wall.items()}}])))
+    if result.problems:
+        sections[-1].tables.append((f"Problems met ({len(result.problems)}; the first 200): unreadable files and rows "
+                                   "with NaN outputs were left out, the rest went on.",
+                                   pd.DataFrame({"problem": result.problems[:200]})))
+    return f"{describe_model(model)} on {describe_data_scaled(plan)} ({args.engine} engine)."
+
+
+def describe_data_scaled(plan) -> str:
+    d = plan.data_spec
+    if d.get("kind") == "builtin":
+        return f"{d['name']} · test · n={d['n']}" + (f" · seed={d['seed']}" if d.get("seed") else "") + " (seeded shards)"
+    return f"the image folder {d['root']}"
+
+
+def scaled_snippet(args: argparse.Namespace, plan) -> str:
+    """The Python that reproduces a scaled audit."""
+    dets = {d: p for d, p in plan.detectors.items()}
+    if plan.data_spec.get("kind") == "builtin":
+        make = (f"plan = plan_builtin({plan.model_spec!r}, {args.data!r}, n={args.n}, n_fit={args.n_fit}, "
+                f"seed={args.seed}, set_names={list(plan.sets)[1:]!r}, n_ood={args.ood_n!r},\n"
+                f"                    detectors={dets!r}, shard_size={plan.shard_size})")
+        imports = "from core.scale import plan_builtin, run_audit"
+    else:
+        make = (f"plan = plan_folder({plan.model_spec!r}, {plan.data_spec['root']!r}, seed={args.seed}, "
+                f"set_names={list(plan.sets)[1:]!r}, detectors={dets!r}, shard_size={plan.shard_size})")
+        imports = "from core.scale import plan_folder, run_audit"
+    where = f", address={args.address!r}" if args.address else ""
+    return (f"{imports}\n\n{make}\nresult = run_audit(plan, engine={args.engine!r}{where}, "
+            f"scores_dir={args.scores_out!r})\nprint(result.table)")
 
 
 def _attribution(resolver, ws: dict, *, explicit: bool, progress, sections: list, items: dict, code: list,
@@ -288,6 +443,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-fit", type=int, default=1000, help="fit samples of a generated world")
     p.add_argument("--convention", default="ood-positive", choices=["ood-positive", "id-positive"])
     p.add_argument("--scores-out", help="a folder for the per-sample scores as Parquet")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where the OOD audit of a generated world or an image folder runs: this process (local) or a "
+                        "Ray cluster (ray); both stream the data in shards and give the same numbers")
+    p.add_argument("--address", help="the Ray cluster to join (auto, ray://host:10001); default: start one here")
+    p.add_argument("--workers", type=int, help="Ray actors running the model (default: the cluster's CPUs)")
+    p.add_argument("--shard-size", type=int, default=2048, help="samples per shard (part of the seeded stream's "
+                                                               "definition: other sizes draw other images)")
+    p.add_argument("--ood-n", type=int, help="samples of each generated OOD set (default: --n)")
     p.add_argument("--quiet", action="store_true", help="no progress on the terminal")
     return p
 

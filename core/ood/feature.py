@@ -38,9 +38,15 @@ class _ClassGaussian(Detector):
         x = outputs.features
         y, source = class_assignment(outputs)
         means, classes, counts = class_means(x, y)
+        cov = within_class_covariance(x, y, means, classes)
+        return self._set_class_gaussian(means, classes, counts, cov, source)
+
+    def _set_class_gaussian(self, means, classes, counts, cov, source):
+        """The fitted state from the class means [K, D] (of the K classes present), their counts and the
+        tied covariance; shared by the in-memory fit and the fit from merged statistics
+        (:mod:`core.ood.mergeable`)."""
         # the mean of the rows with a class, subtracted before whitening so the expansion stays exact
         self.center_ = counts @ means / counts.sum()
-        cov = within_class_covariance(x, y, means, classes)
         self.whiten_ = whitener(cov, self.params["shrinkage"])
         if self.whiten_.shape[1] == 0:
             raise OODError(f"{self.spec.name}: the class-centred fit features have no variance (constant features, or "
@@ -94,7 +100,14 @@ class RelativeMahalanobis(_ClassGaussian):
     """
 
     def _fit(self, outputs):
-        within, means, counts = self._fit_class_gaussian(outputs)
+        self._fit_class_gaussian(outputs)  # the background Gaussian is set with the class Gaussian
+
+    def _set_class_gaussian(self, means, classes, counts, cov, source):
+        out = super()._set_class_gaussian(means, classes, counts, cov, source)
+        self._set_background(*out)
+        return out
+
+    def _set_background(self, within, means, counts):
         # the global covariance of the rows with a class = within-class + between-class covariance
         # (one N×D Gram matrix serves both Gaussians)
         self.bg_center_ = self.center_
@@ -225,18 +238,31 @@ _DIM = ParamSpec("dim", None, "int", "Principal-space dimension kept; the residu
                  bound=lambda facts: facts["feature_dim"] - 1 if facts.get("feature_dim", 0) > 1 else None)
 
 
+def residual_origin(w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """u = −W⁺b: the feature the linear head maps to zero logits (ViM's origin)."""
+    return -np.linalg.pinv(f64(w)) @ f64(b)
+
+
+def residual_dim(spec_name: str, params: dict, d: int) -> int:
+    dim = params["dim"] if params["dim"] is not None else vim_principal_dim(d)
+    if dim >= d:
+        raise OODError(f"{spec_name}: dim must be smaller than the feature dimension D = {d} "
+                       f"(the residual space would be empty), got {dim}.")
+    return dim
+
+
 class _ResidualSpace(Detector):
     def _fit_residual(self, outputs):
         w = f64(outputs.head_weight)
         b = f64(outputs.head_bias)
-        d = w.shape[1]
-        dim = self.params["dim"] if self.params["dim"] is not None else vim_principal_dim(d)
-        if dim >= d:
-            raise OODError(f"{self.spec.name}: dim must be smaller than the feature dimension D = {d} "
-                           f"(the residual space would be empty), got {dim}.")
-        self.origin_ = -np.linalg.pinv(w) @ b  # u = −W⁺b
+        dim = residual_dim(self.spec.name, self.params, w.shape[1])
+        self.origin_ = residual_origin(w, b)
         # float64 covariance (row blocks centred in float64, no N×D copy) and eigendecomposition
-        cov = centred_gram(outputs.features, self.origin_) / len(outputs.features)
+        self._set_residual(centred_gram(outputs.features, self.origin_) / len(outputs.features), dim)
+
+    def _set_residual(self, cov, dim):
+        """The residual basis from the covariance of z − u (shared with :mod:`core.ood.mergeable`)."""
+        d = len(cov)
         evals, evecs = eigh(cov)
         order = np.argsort(evals)[::-1]
         self.residual_basis_ = np.ascontiguousarray(evecs[:, order[dim:]])
@@ -279,11 +305,13 @@ class ViM(_ResidualSpace):
 
     def _fit(self, outputs):
         self._fit_residual(outputs)
-        vlogit = float(self._residual_norm(outputs.features).mean())
+        self._set_alpha(float(f64(outputs.logits).max(1).mean()), float(self._residual_norm(outputs.features).mean()))
+
+    def _set_alpha(self, mean_max_logit: float, vlogit: float) -> None:
         if not vlogit > 1e-12:
             raise OODError("ViM: the fit features have no spread outside the principal space "
                            f"(dim = {self.info['dim']}); choose a smaller dim.")
-        self.alpha_ = float(f64(outputs.logits).max(1).mean() / vlogit)
+        self.alpha_ = float(mean_max_logit / vlogit)
         self.info["alpha"] = self.alpha_
 
     def _score(self, outputs):

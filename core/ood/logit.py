@@ -130,28 +130,51 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, init: float = 1.5, m
     f = np.asarray(f) if np.asarray(f).dtype in (np.float32, np.float64) else f64(f)
     g = np.ascontiguousarray(f - np.take_along_axis(f, y.astype(np.int64)[:, None], axis=1))
 
-    beta, lo, hi = 1.0 / init, 0.0, np.inf
+    state = (1.0 / init, 0.0, np.inf)
     for _ in range(max_iter):
-        grad, hess = tempered_moments(g, beta)  # L'(β) and L''(β), one fused float64 pass (numba)
-        if not (np.isfinite(grad) and np.isfinite(hess)):
-            break
-        if abs(beta * grad) <= 1e-10:  # |dL/d log T| at LBFGS's tolerance_grad: converged (or a separable
-            break                      # fit set, whose optimum T → 0 is only approached; stop as LBFGS did)
-        if grad < 0:
-            lo = max(lo, beta)
-        else:
-            hi = min(hi, beta)
-        nb = beta - grad / hess if hess > 0 else np.nan
-        if not (lo < nb < hi):  # outside the bracket: bisect (or grow β while no upper bound is known)
-            nb = 0.5 * (lo + hi) if np.isfinite(hi) else 2.0 * max(beta, lo)
-        done = abs(nb - beta) <= 1e-7 * abs(nb)  # quadratic convergence: the next step would be ~1e-14
-        beta = nb
+        state, done = newton_temperature_step(state, *tempered_moments(g, state[0]))  # one fused float64 pass
         if done:
             break
-    t = 1.0 / beta
+    return temperature_of(state)
+
+
+def newton_temperature_step(state: tuple[float, float, float], grad: float,
+                            hess: float) -> tuple[tuple[float, float, float], bool]:
+    """One bracketed Newton step of :func:`fit_temperature` on β = 1/T: ``state = (β, lo, hi)``, ``grad`` and
+    ``hess`` are L'(β) and L''(β) (the mean moments at β). Returns the next state and whether to stop. Shared
+    with the fit from merged statistics (:mod:`core.ood.mergeable`), where every step is one pass over the
+    blocks."""
+    beta, lo, hi = state
+    if not (np.isfinite(grad) and np.isfinite(hess)):
+        return state, True
+    if abs(beta * grad) <= 1e-10:  # |dL/d log T| at LBFGS's tolerance_grad: converged (or a separable
+        return state, True         # fit set, whose optimum T → 0 is only approached; stop as LBFGS did)
+    if grad < 0:
+        lo = max(lo, beta)
+    else:
+        hi = min(hi, beta)
+    nb = beta - grad / hess if hess > 0 else np.nan
+    if not (lo < nb < hi):  # outside the bracket: bisect (or grow β while no upper bound is known)
+        nb = 0.5 * (lo + hi) if np.isfinite(hi) else 2.0 * max(beta, lo)
+    done = abs(nb - beta) <= 1e-7 * abs(nb)  # quadratic convergence: the next step would be ~1e-14
+    return (nb, lo, hi), done
+
+
+def temperature_of(state: tuple[float, float, float]) -> float:
+    t = 1.0 / state[0]
     if not np.isfinite(t) or t <= 0:
         raise OODError("Temperature scaling did not converge on the fit set (got a non-finite temperature).")
     return t
+
+
+def label_shifted_logits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """f − f_y per row (rows with a label outside 0..C−1 dropped), in the logits' float precision."""
+    c = logits.shape[1]
+    ok = (labels >= 0) & (labels < c)
+    f = logits[ok] if not ok.all() else logits
+    y = labels[ok] if not ok.all() else labels
+    f = np.asarray(f) if np.asarray(f).dtype in (np.float32, np.float64) else f64(f)
+    return np.ascontiguousarray(f - np.take_along_axis(f, y.astype(np.int64)[:, None], axis=1))
 
 
 @register("klm", "KL matching", "logit", {"logits"},

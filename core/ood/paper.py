@@ -46,20 +46,26 @@ class WDiscOOD(Detector):
         y, source = class_assignment(outputs)
         x = f64(outputs.features[y >= 0])
         y = y[y >= 0]
-        signed = bool((outputs.features < 0).any())
-        normalize = self.params["normalize"] if self.params["normalize"] is not None else signed
-        lam = self.params["residual_weight"]
-        if lam is None:
-            lam = 1.0 if signed else 5.0
-        self.normalize_, self.lambda_ = bool(normalize), float(lam)
+        self._set_options(bool((outputs.features < 0).any()))
         if self.normalize_:
             x = l2_normalise(x)
         means, classes, _ = class_means(x, y)
         self.whiten_ = _sym_inv_sqrt(within_class_covariance(x, y, means, classes))
         xw = mm(x, self.whiten_)
         means_w = means @ self.whiten_
-        center = xw.mean(0)
-        s_w = within_class_covariance(xw, y, means_w, classes)
+        self._set_discriminants(means_w, xw.mean(0), within_class_covariance(xw, y, means_w, classes), source)
+
+    def _set_options(self, signed: bool) -> None:
+        """Normalisation and λ, from the parameters or (auto) from whether the fit features are signed."""
+        normalize = self.params["normalize"] if self.params["normalize"] is not None else signed
+        lam = self.params["residual_weight"]
+        if lam is None:
+            lam = 1.0 if signed else 5.0
+        self.normalize_, self.lambda_ = bool(normalize), float(lam)
+
+    def _set_discriminants(self, means_w, center, s_w, source) -> None:
+        """Steps 3-5 from the whitened class means, the whitened global mean and the whitened within-class
+        covariance (shared with the fit from merged statistics, :mod:`core.ood.mergeable`)."""
         dev = means_w - center
         s_b = dev.T @ dev / len(dev)
         d = len(s_w)

@@ -26,12 +26,15 @@ def test_audit_of_the_built_in_defaults_writes_a_report_and_scores(tmp_path):
     html = out.read_text()
     assert "Out-of-distribution detection" in html and "shapes-vit (shipped)" in html
     assert html.count("class=\"plotly-graph-div\"") >= 4 and "src=\"http" not in html and "<script src=" not in html
-    assert "from core.ood.workflow import OODRequest, evaluate" in html  # the code that reproduces it
-    assert "Best detectors by mean AUROC" in r.stderr
-    frames = [pd.read_parquet(p) for p in sorted(scores.glob("*.parquet"))]
-    assert len(frames) == 7  # the ID set and the six default OOD sets
+    assert "from core.scale import plan_builtin, run_audit" in html  # the code that reproduces it
+    assert "Best detectors by mean AUROC" in r.stderr and "local engine" in r.stderr
+    # the analyses that are not per-sample work run in memory on the same world, in the same report
+    for title in ("Token pruning", "Distribution-shift attribution", "Attribution"):
+        assert f">{title}<" in html, title
+    frames = [pd.read_parquet(p) for p in sorted(scores.rglob("*.parquet"))]
+    assert len(frames) == 7  # the ID set and the six default OOD sets, one shard each at this size
     assert {"sample_id", "set", "msp", "energy", "vim", "knn"} <= set(frames[0].columns)
-    assert frames[0]["set"].iloc[0] == "ID" and len(frames[0]) == 200
+    assert frames[0]["set"].iloc[0] == "ID" and list(frames[0]["sample_id"]) == [str(i) for i in range(200)]
 
 
 @pytest.mark.parametrize("args, reason", [
@@ -39,6 +42,11 @@ def test_audit_of_the_built_in_defaults_writes_a_report_and_scores(tmp_path):
     (["--detectors", "msp,zzz"], "Unknown OOD detector 'zzz'"),
     (["--data", "wine", "--model", "resnet18"], "--model 'resnet18' is not a tabular model"),
     (["--analyses", "magic"], "--analyses: unknown magic"),
+    (["--data", "wine", "--engine", "ray"], "--engine ray audits the generated Shapes world"),
+    (["--detectors", "odin"], "odin: ODIN re-runs the network"),
+    (["--address", "auto"], "--address names a Ray cluster; add --engine ray"),
+    (["--engine", "ray", "--analyses", "pruning"], "--engine ray runs the OOD audit"),
+    (["--engine", "ray", "--analyses", "ood,shift"], "--analyses shift: not per-sample work"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, args, reason):
     r = audit("--out", str(tmp_path / "r.html"), "--quiet", *args)
