@@ -16,7 +16,7 @@ from core.attribution.suite import DEFAULT_METRICS, METRICS, RANDOM_MAP, Attribu
 from core.attribution.workflow import AttributionRequest
 from core.workspace import key_of
 
-from . import importance_store
+from . import importance_store, tables
 from . import workspace as wsp
 from .cache import shared_figure, shared_run
 from .params import param_controls
@@ -353,12 +353,12 @@ def distributions_view(result: AttributionResult) -> None:
                "0.1% and 99.9% quantiles are gathered at the ends. A sparse method piles most values near 0.")
 
 
-def _fmt_table(table: pd.DataFrame):
+def _formats(table: pd.DataFrame) -> dict[str, str]:
     num = [c for c in table.columns if c != "method"]
     fmt = {c: "{:.3f}" for c in num}
     fmt.update({c: "{:.0f}" for c in num if c.startswith("rank:") or c in ("samples with NaN", "passes")})
     fmt.update({"mean rank": "{:.2f}", "seconds": "{:.2f}"})
-    return table.style.format({k: v for k, v in fmt.items() if k in table.columns}, na_rep="—")
+    return {k: v for k, v in fmt.items() if k in table.columns}
 
 
 def metrics_view(result: AttributionResult) -> None:
@@ -367,7 +367,7 @@ def metrics_view(result: AttributionResult) -> None:
     else:
         table = shared_figure(_rkey(result), "summary", lambda: workflow.summary_table(result))
         keep = [c for c in table.columns if not c.startswith("rank:")]
-        st.dataframe(_fmt_table(table[keep]), hide_index=True, width="stretch")
+        tables.show(table[keep], _formats(table[keep]))
         ranking = [workflow.method_label(m) for m in result.ranking()]
         st.markdown("**Ranking** (mean rank over the metrics, best first): " + " · ".join(
             f"{k + 1}. {name}" for k, name in enumerate(ranking)))
@@ -381,8 +381,8 @@ def metrics_view(result: AttributionResult) -> None:
                    "positive relevance on the object; rank accuracy the share of the object's size in top pixels that lie "
                    "on it." + base + " Seconds and passes are the method's own (without its metrics).")
         with st.expander("Per-sample metrics and ranks"):
-            st.dataframe(_fmt_table(table[["method"] + [c for c in table.columns if c.startswith("rank:")]]),
-                         hide_index=True, width="stretch")
+            ranks = table[["method"] + [c for c in table.columns if c.startswith("rank:")]]
+            tables.show(ranks, _formats(ranks))
             st.dataframe(workflow.metrics_frame(result).assign(method=lambda d: d["method"].map(workflow.method_label)),
                          hide_index=True, width="stretch")
     marker = shared_figure(_rkey(result), "marker", lambda: workflow.region_table(result))
@@ -396,9 +396,8 @@ def metrics_view(result: AttributionResult) -> None:
                 "images": "images with the marker", "share_abs": "share of |attribution|",
                 "share_positive": "share of positive attribution", "area_share": "marker's area (random map)",
                 "ratio": "× the random map"})
-            st.dataframe(shown.style.format({"share of |attribution|": "{:.2%}", "share of positive attribution": "{:.2%}",
-                                             "marker's area (random map)": "{:.2%}", "× the random map": "{:.1f}"},
-                                            na_rep="—"), hide_index=True, width="stretch")
+            tables.show(shown, {"share of |attribution|": "{:.2%}", "share of positive attribution": "{:.2%}",
+                                "marker's area (random map)": "{:.2%}", "× the random map": "{:.1f}"})
             suppressor = (result.request is not None
                           and result.request.workspace["data"].get("shift") == SUPPRESSOR)
             st.caption(("In the suppressor world the marker carries no class information, yet a model trained there "

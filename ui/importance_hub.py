@@ -12,6 +12,7 @@ from core.importance import Importance, compare_matrix, same_units
 from core.report import build_report
 
 from . import importance_store as store
+from . import tables
 from . import workspace as wsp
 
 COMPARE_METRICS = {"js_divergence": "Jensen–Shannon divergence (0 = same distribution)",
@@ -89,7 +90,7 @@ def summary(sel: dict[str, Importance]) -> None:
     st.subheader("Summary")
     table = store.summary_table(sel)
     num = [c for c in table.columns if c not in ("distribution", "unit", "n", "k")]
-    st.dataframe(table.style.format({c: "{:.4g}" for c in num}, na_rep="—"), width="stretch", hide_index=True)
+    tables.show(table, {c: "{:.4g}" for c in num})
     st.caption("Entropy (nats), normalised entropy (1 = spread evenly), effective number of units (exp entropy), Gini "
                "(1: one unit carries it all) and top-k mass (the share of |importance| in the k largest units) "
                "measure concentration. They are left out (—) for scores with an arbitrary zero, such as OOD scores.")
@@ -107,7 +108,7 @@ def comparisons(sel: dict[str, Importance]) -> None:
                "distributions are (on raw values).")
     pairs = store.pairwise_table(sel)
     num = [c for c in pairs.columns if c not in ("a", "b", "rank_note")]
-    st.dataframe(pairs.style.format({c: "{:.3g}" for c in num}, na_rep="—"), width="stretch", hide_index=True)
+    tables.show(pairs, {c: "{:.3g}" for c in num})
     metric = st.selectbox("Matrix of", list(COMPARE_METRICS), format_func=COMPARE_METRICS.get, key="imp_matrix")
     m = compare_matrix(sel, metric)
     if np.isfinite(m.values).sum() > len(m):

@@ -11,7 +11,7 @@ from core.ood import workflow
 from core.ood.suite import SuiteResult, extremes, flagged_counts, per_class
 from core.ood.workflow import OODRequest
 
-from . import importance_store
+from . import importance_store, tables
 from . import workspace as wsp
 from .cache import shared_figure, shared_run
 from .params import param_controls as spec_controls
@@ -69,8 +69,24 @@ def summary_labels(cols: list[str]) -> dict:
             label = f"{TABLE_METRICS.get(key, key)} {'mean' if group == 'mean' else group}"
             help_ = ("Mean over the OOD sets" if group == "mean" else f"Mean over the {group} OOD sets") + \
                 (" (lower is better)" if key == "fpr95" else " (higher is better)")
-        config[c] = st.column_config.Column(label, help=help_)
+        if c in ("detector", "name"):
+            config[c] = st.column_config.Column(label, help=help_)
+        else:
+            config[c] = st.column_config.NumberColumn(label, help=help_, format="%d" if c == "sets" else "%.3f")
     return config
+
+
+def best_values(summary, cols: list[str]) -> str:
+    """"AUROC mean 0.953 (ViM) · ...": the best value of each mean metric column and whose it is (highest
+    AUROC and AUPR, lowest FPR@95)."""
+    parts = []
+    for c in cols:
+        key, _, group = c.rpartition("_")
+        if group != "mean" or key not in TABLE_METRICS or summary[c].isna().all():
+            continue
+        i = summary[c].idxmin() if key == "fpr95" else summary[c].idxmax()
+        parts.append(f"{TABLE_METRICS[key]} {summary.at[i, c]:.3f} ({summary.at[i, 'name']})")
+    return " · ".join(parts)
 
 
 def results_table(result: SuiteResult) -> None:
@@ -88,22 +104,20 @@ def results_table(result: SuiteResult) -> None:
     cols = ["detector", "name", f"{metric}_mean", *groups,
             *[f"{k}_mean" for k in TABLE_METRICS if k != metric], "sets", "fit_s", "score_s"]
     summary = summary[cols].sort_values(f"{metric}_mean", ascending=metric == "fpr95", kind="stable")
-    higher = [c for c in cols if c.startswith(("auroc", "aupr"))]
-    lower = [c for c in cols if c.startswith("fpr95")]
-    styled = (summary.style.format(precision=3, na_rep="—")
-              .highlight_max(subset=higher, color="#c6f6d5").highlight_min(subset=lower, color="#c6f6d5"))
-    st.dataframe(styled, width="stretch", hide_index=True, column_config=summary_labels(cols))
+    # column formats, not a pandas Styler: drawn by the browser instead of re-rendered for every session
+    st.dataframe(summary, width="stretch", hide_index=True, column_config=summary_labels(cols))
+    best = best_values(summary, cols)
     if left_out:
         missed = "; ".join(f"'{name}' (not scored by {', '.join(ood.spec(d).name for d in dets)})"
                            for name, dets in left_out.items())
         st.warning(f"The means cover only the OOD sets that every detector scored, so that the ranking compares "
                    f"like with like. Left out: {missed}. The per-set table below has their values.")
-    st.caption("Sorted by the chosen metric's mean over the OOD sets (best first); the best value in each column is "
-               "highlighted (highest AUROC and AUPR, lowest FPR@95). Click a column header to sort. sets is the number "
+    st.caption("Sorted by the chosen metric's mean over the OOD sets (best first)"
+               + (f"; the best means: {best}" if best else "") + ". Click a column header to sort. sets is the number "
                "of OOD sets the detector scored; fit s and score s are seconds for fitting and for scoring every set. "
                f"FPR@95 follows the {result.convention} convention. The summary CSV below has every metric per group.")
     with st.expander("Every detector on every OOD set"):
-        st.dataframe(result.table.style.format(precision=3), width="stretch", hide_index=True)
+        tables.show(result.table, precision=3)
 
 
 def assumption_warning(result: SuiteResult) -> str | None:
@@ -212,8 +226,7 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
                         min(max(default, lo), hi), step=(hi - lo) / 1000, key=f"ood_thr_{det}", format="%.4g")
         st.plotly_chart(shared_figure(_rkey(result), "threshold",
                                       lambda: viz.score_distributions(scores, threshold=thr), det, thr), width="stretch")
-        st.dataframe(flagged_counts(scores, thr).style.format({"share flagged": "{:.1%}"}), hide_index=True,
-                     width="stretch")
+        tables.show(flagged_counts(scores, thr), {"share flagged": "{:.1%}"})
         st.caption("The default threshold keeps 95% of the ID samples.")
     with tabs[3]:
         eval_out = result_id_outputs(result)
@@ -228,7 +241,7 @@ def distribution_tabs(result: SuiteResult, ws: dict, images_of) -> None:
             st.plotly_chart(shared_figure(_rkey(result), "per-class", lambda: viz.grouped_bars(
                 {"AUROC": dict(zip(table["class"], table["auroc"]))}, title="AUROC of each ID class against the OOD "
                 "scores", yaxis="AUROC", yrange=(0, 1)), det, target), width="stretch")
-            st.dataframe(table.style.format(precision=3), hide_index=True, width="stretch")
+            tables.show(table, precision=3)
     with tabs[4]:
         most, least = extremes(scores, k=8)
         fmt = score_format([v for _, _, v in most + least])

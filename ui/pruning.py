@@ -16,7 +16,7 @@ from core.pruning.sweep import SweepPoint, SweepResult
 from core.pruning.workflow import BUDGET_PARAMS, PruningRequest
 from core.workspace import key_of
 
-from . import importance_store
+from . import importance_store, tables
 from . import workspace as wsp
 from .cache import shared_figure, shared_run
 from .params import param_control
@@ -332,7 +332,7 @@ def sweep_view(result: SweepResult) -> None:
                                       "random_retention", "macs_ratio") if c in table]
     fmt = {c: "{:.1%}" for c in pct}
     fmt.update({"GMACs": "{:.4g}", "images/s": "{:,.0f}", "speed-up": "{:.2f}×", "importance ms/batch": "{:.2f}"})
-    st.dataframe(shown.style.format(fmt, na_rep="—"), hide_index=True, width="stretch")
+    tables.show(shown, fmt)
     st.caption("GMACs are analytical (attention and MLP with the actual token counts, patch embedding and head "
                "included). images/s is measured here: every configuration warmed up, then timed in interleaved rounds "
                "(median). importance ms/batch is the time a method spends deciding (WPR, similarity, top-k), part of "
@@ -483,9 +483,8 @@ def per_layer_view(result: SweepResult) -> SweepPoint:
                    "with probability (tokens left)/(patches), whatever the region; a region counts as kept or dropped "
                    "when it differs from that by more than ×1.1 and 3 standard errors.")
         with st.expander("Retention table"):
-            st.dataframe(_table(result, "regions", lambda: workflow.region_summary(result)).style.format(
-                {"retention": "{:.1%}", "random": "{:.1%}", "factor": "{:.2f}", "z": "{:.1f}", "budget": "{:.0%}"},
-                na_rep="—"), hide_index=True, width="stretch")
+            tables.show(_table(result, "regions", lambda: workflow.region_summary(result)),
+                        {"retention": "{:.1%}", "random": "{:.1%}", "factor": "{:.2f}", "z": "{:.1f}", "budget": "{:.0%}"})
     st.markdown("**Zero-TPrune's variance head filter**")
     zero = p if p.method == "zero-tprune" else next((q for q in result.points if q.method == "zero-tprune"
                                                      and q.budget == p.budget), None)

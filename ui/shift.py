@@ -14,7 +14,7 @@ from core.shift import workflow
 from core.shift.workflow import ShiftRequest, ShiftRun, ShiftScenario
 from core.viz import shift as viz_shift
 
-from . import importance_store
+from . import importance_store, tables
 from . import workspace as wsp
 from .cache import shared_figure, shared_run
 from .params import param_controls
@@ -265,10 +265,7 @@ def waterfall(result: ShiftRun):
 def attributions_tab(result: ShiftRun) -> None:
     e = result.explanation
     frame = e.to_frame().drop(columns=["node"])
-    st.dataframe(frame.style.format(precision=4, na_rep="—").format({"share_of_total": "{:.1%}",
-                                                                     "ess_share": "{:.1%}",
-                                                                     "share_clipped": "{:.1%}"}, na_rep="—"),
-                 hide_index=True, width="stretch")
+    tables.show(frame, {"share_of_total": "{:.1%}", "ess_share": "{:.1%}", "share_clipped": "{:.1%}"}, precision=4)
     d = e.diagnostics
     st.caption(f"attribution: the mechanism's Shapley value ({d.shapley}, {d.n_coalitions} coalitions); the "
                f"attributions add up to the total change {e.total:+.4g}. value_alone: the change if only this "
@@ -276,7 +273,7 @@ def attributions_tab(result: ShiftRun) -> None:
                f"{e.total - d.residual:+.4g}; the rest ({d.residual:+.4g}) was shared by the '{e.settings.efficiency}' "
                "rule. Coverage: the share of one dataset's mass the other covers under this mechanism.")
     with st.expander("Every coalition"):
-        st.dataframe(e.coalitions.to_frame().style.format(precision=4), hide_index=True, width="stretch")
+        tables.show(e.coalitions.to_frame(), precision=4)
 
 
 def weights_tab(result: ShiftRun) -> None:
@@ -292,8 +289,7 @@ def weights_tab(result: ShiftRun) -> None:
     rows = [{"mechanism": r.mechanism.name, "weight 1%": r.weight_quantiles[0], "median": r.weight_quantiles[1],
              "weight 99%": r.weight_quantiles[2], "ESS share": r.ess_share, "share clipped": r.share_clipped}
             for r in d.mechanisms]
-    st.dataframe(pd.DataFrame(rows).style.format(precision=3).format({"ESS share": "{:.1%}", "share clipped": "{:.1%}"}),
-                 hide_index=True, width="stretch")
+    tables.show(pd.DataFrame(rows), {"ESS share": "{:.1%}", "share clipped": "{:.1%}"}, precision=3)
     st.caption("w = p_target/p_source of each mechanism, from the odds of cross-fitted, calibrated domain "
                "classifiers; a source row's weight under all mechanisms is their product (clipped).")
 
@@ -315,11 +311,10 @@ def drift_tab(result: ShiftRun) -> None:
     if e.label_shift is not None:
         ls = e.label_shift
         c2.markdown(f"**Label shift estimate ({ls.method})**")
-        c2.dataframe(pd.DataFrame({"class": range(len(ls.source_prior)), "source prior": ls.source_prior,
-                                   "estimated target prior": ls.target_prior,
-                                   **({"observed target prior": ls.observed_target_prior}
-                                      if ls.observed_target_prior is not None else {})}).style.format(precision=3),
-                     hide_index=True, width="stretch")
+        tables.show(pd.DataFrame({"class": range(len(ls.source_prior)), "source prior": ls.source_prior,
+                                  "estimated target prior": ls.target_prior,
+                                  **({"observed target prior": ls.observed_target_prior}
+                                     if ls.observed_target_prior is not None else {})}), precision=3, target=c2)
 
 
 def samples_tab(result: ShiftRun) -> None:
@@ -337,7 +332,7 @@ def samples_tab(result: ShiftRun) -> None:
         rows = ds.frame.iloc[top["source_row"].to_numpy()].reset_index(drop=True)
         rows.insert(0, "weight", top["weight"].to_numpy())
         rows.insert(0, "source row", top["source_row"].to_numpy())
-        st.dataframe(rows.style.format(precision=4), hide_index=True, width="stretch")
+        tables.show(rows, precision=4)
         return
     out = wsp.outputs_for(result.request.workspace["model"], result.request.source,
                           model_data=result.request.workspace["data"])
@@ -362,7 +357,7 @@ def diagnostics_tab(result: ShiftRun) -> None:
     rows = [{"classifier on": "all variables (C2ST)" if c.nodes == everything else c.label, "columns": len(c.columns),
              "AUC": c.auc, "Brier": c.brier, "calibration error": c.ece, "share clipped": c.share_clipped, "seconds": c.seconds,
              "note": c.skipped or ""} for c in d.classifiers]
-    st.dataframe(pd.DataFrame(rows).style.format(precision=3, na_rep="—"), hide_index=True, width="stretch")
+    tables.show(pd.DataFrame(rows), precision=3)
     st.caption("Each domain classifier tells target from source rows on a node and its parents (out-of-fold). AUC "
                "0.5: that part of the data did not shift; calibration error: how far its probabilities are from "
                "the observed shares (its odds ratios are the weights).")
