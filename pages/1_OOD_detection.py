@@ -81,16 +81,7 @@ with st.expander("Sets, detectors and parameters", expanded="ood_result" not in 
         name, entry = workflow.ood_upload_set(wsp.resolver(), upload.name, upload.getvalue())
         uploads[name] = entry
         set_names = set_names + [name]
-    params = {}
-    with st.popover("Detector parameters"):
-        tabs = st.tabs([ood.spec(d).name for d in detectors]) if detectors else []
-        for tab, d in zip(tabs, detectors):
-            with tab:
-                st.caption(ood.spec(d).reference)
-                # bounds the data sets come from the spec (ViM's dim < D)
-                params[d] = ui_ood.param_controls(d, caps=ood.param_bounds(d, outputs))
-                if not ood.spec(d).params:
-                    st.caption("This detector has no parameters.")
+    params = ui_ood.parameter_editor(detectors, outputs)
 
 chosen = {d: params.get(d, ood.spec(d).defaults) for d in detectors}
 request = OODRequest(ws, tuple(set_names), chosen, n_fit=n_fit, convention=convention, uploads=uploads,

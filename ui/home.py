@@ -174,8 +174,8 @@ def show_workspace() -> None:
             st.caption("Parameters")
             st.json({k: v for k, v in dataset.params.items() if isinstance(v, (str, int, float, bool, list)) or v is None},
                     expanded=False)
-        st.download_button("Download outputs (CSV: labels, predictions, logits)", outputs_csv(outputs),
-                           file_name="outputs.csv", mime="text/csv")
+        st.download_button("Download outputs (CSV: labels, predictions, logits)", lambda: outputs_csv(outputs),
+                           file_name="outputs.csv", mime="text/csv", on_click="ignore")
 
 
 def outputs_csv(outputs) -> bytes:

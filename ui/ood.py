@@ -38,6 +38,28 @@ def param_controls(det: str, caps: dict[str, int] | None = None) -> dict:
     return spec_controls(ood.spec(det), f"ood_param_{det}_", caps)
 
 
+def parameter_editor(detectors: list[str], outputs) -> dict[str, dict]:
+    """Each chosen detector's parameters, edited one detector at a time in a popover.
+
+    Only the picked detector's controls are drawn: drawing every detector's (about 50 widgets for the
+    default 24) cost each session some 50 ms of server CPU on every run. The values set for a detector
+    are kept in the session while another one is picked, and start its controls when it is picked again."""
+    kept = st.session_state.setdefault("ood_params", {})
+    with st.popover("Detector parameters"):
+        if detectors:
+            d = st.selectbox("Detector", detectors, format_func=lambda x: ood.spec(x).name, key="ood_param_detector")
+            spec = ood.spec(d)
+            st.caption(spec.reference)
+            # bounds the data sets come from the spec (ViM's dim < D)
+            kept[d] = spec_controls(spec, f"ood_param_{d}_", ood.param_bounds(d, outputs), kept.get(d))
+            if not spec.params:
+                st.caption("This detector has no parameters.")
+            changed = [ood.spec(x).name for x in detectors if kept.get(x, ood.spec(x).defaults) != ood.spec(x).defaults]
+            if changed:
+                st.caption(f"Changed from their defaults: {', '.join(changed)}.")
+    return {d: dict(kept.get(d, ood.spec(d).defaults)) for d in detectors}
+
+
 # ---------------------------------------------------------------- running
 def run(request: OODRequest) -> SuiteResult:
     """The OOD run of ``request`` (core.ood.workflow.evaluate) behind a progress bar.
@@ -276,14 +298,14 @@ def scores_csv(result: SuiteResult) -> bytes:
 
 
 def export(result: SuiteResult, ws: dict) -> None:
-    scores_csv_bytes = scores_csv(result)
+    # the files are built when a download is clicked, not on every run of every session
     c1, c2, c4, c3 = st.columns(4)
-    c1.download_button("Download scores (CSV)", scores_csv_bytes, "ood_scores.csv", "text/csv", key="ood_dl_scores",
-                       help="One row per detector, set and sample.")
-    c2.download_button("Download metrics (CSV)", result.table.to_csv(index=False).encode(), "ood_metrics.csv",
-                       "text/csv", key="ood_dl_metrics", help="One row per detector and OOD set.")
-    c4.download_button("Download summary (CSV)", result.summary().to_csv(index=False).encode(), "ood_summary.csv",
-                       "text/csv", key="ood_dl_summary",
+    c1.download_button("Download scores (CSV)", lambda: scores_csv(result), "ood_scores.csv", "text/csv",
+                       key="ood_dl_scores", on_click="ignore", help="One row per detector, set and sample.")
+    c2.download_button("Download metrics (CSV)", lambda: result.table.to_csv(index=False).encode(), "ood_metrics.csv",
+                       "text/csv", key="ood_dl_metrics", on_click="ignore", help="One row per detector and OOD set.")
+    c4.download_button("Download summary (CSV)", lambda: result.summary().to_csv(index=False).encode(),
+                       "ood_summary.csv", "text/csv", key="ood_dl_summary", on_click="ignore",
                        help="One row per detector: every metric's mean over all OOD sets and per group, and timings.")
     det = st.session_state.get("ood_view_det") or result.detectors[0]
     name = ood.spec(det).name

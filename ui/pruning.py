@@ -511,12 +511,12 @@ def per_layer_view(result: SweepResult) -> SweepPoint:
 
 def export(result: SweepResult, point: SweepPoint) -> None:
     c1, c2, c3 = st.columns(3)
-    c1.download_button("Download the sweep (CSV)", _table(result, "table", result.table).to_csv(index=False).encode(),
-                       "pruning_sweep.csv",
-                       "text/csv", key="prune_dl_table", help="One row per configuration, the unpruned model first.")
-    c2.download_button("Download retention (CSV)", _table(result, "retention", result.retention_table).to_csv(
-                       index=False).encode(),
-                       "pruning_retention.csv", "text/csv", key="prune_dl_retention",
+    c1.download_button("Download the sweep (CSV)", lambda: _table(result, "table", result.table).to_csv(
+                       index=False).encode(), "pruning_sweep.csv", "text/csv", key="prune_dl_table", on_click="ignore",
+                       help="One row per configuration, the unpruned model first.")
+    c2.download_button("Download retention (CSV)", lambda: _table(result, "retention", result.retention_table).to_csv(
+                       index=False).encode(), "pruning_retention.csv", "text/csv", key="prune_dl_retention",
+                       on_click="ignore",
                        help="Per configuration, pruning block and region: the share retained and random's.")
     with c3:
         importance_store.keep_control(

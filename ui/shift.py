@@ -384,14 +384,14 @@ def views(result: ShiftRun) -> None:
 
 def export(result: ShiftRun) -> None:
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1.6])
-    c1.download_button("Attributions (CSV)", result.attributions_frame().to_csv(index=False).encode(),
-                       "shift_attributions.csv", "text/csv", key="shift_dl_csv",
+    c1.download_button("Attributions (CSV)", lambda: result.attributions_frame().to_csv(index=False).encode(),
+                       "shift_attributions.csv", "text/csv", key="shift_dl_csv", on_click="ignore",
                        help="One row per mechanism: attribution, interval, share and diagnostics.")
     c2.download_button("Weights (CSV)", lambda: result.weights_frame().to_csv(index=False).encode(),
                        "shift_weights.csv", "text/csv", key="shift_dl_weights", on_click="ignore",
                        help="Every source row's weight under all mechanisms and under each one.")
-    c3.download_button("Summary (JSON)", result.to_json().encode(), "shift_attribution.json", "application/json",
-                       key="shift_dl_json", help="The request, the attributions, intervals and diagnostics.")
+    c3.download_button("Summary (JSON)", lambda: result.to_json().encode(), "shift_attribution.json", "application/json",
+                       key="shift_dl_json", on_click="ignore", help="The request, the attributions, intervals and diagnostics.")
     with c4:
         importance_store.keep_control(
             result.to_importances, key="shift_keep", what="attributions + weights",

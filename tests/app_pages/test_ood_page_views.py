@@ -319,19 +319,19 @@ def test_gallery_shows_the_extreme_images_with_their_scores(shapes):
 
 # ---------------------------------------------------------------- 8. downloads
 def test_downloads_hold_scores_metrics_and_summary(shapes, monkeypatch):
-    """AppTest only exposes a download button's media URL; the bytes live in a throw-away in-memory media store.
-    Record what the page stores there (the file id in the URL is the content's hash) and read the CSVs back."""
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+    """The files are built on click (deferred callables: no CSV is built on a run). AppTest exposes only the
+    button's deferred file id; record the callable the page registers under it and call it as a click does."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
 
-    stored = {}
-    original = MemoryMediaFileStorage.load_and_get_id
+    deferred = {}
+    original = MediaFileManager.add_deferred
 
-    def recording(self, path_or_data, mimetype, kind, filename=None):
-        file_id = original(self, path_or_data, mimetype, kind, filename)
-        stored[file_id] = (filename, path_or_data)
+    def recording(self, data_callable, mimetype, coordinates, file_name=None, **kw):
+        file_id = original(self, data_callable, mimetype, coordinates, file_name, **kw)
+        deferred[file_id] = (file_name, data_callable)
         return file_id
 
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
     at = shapes
     at.run()
     assert not at.exception, at.exception
@@ -339,10 +339,10 @@ def test_downloads_hold_scores_metrics_and_summary(shapes, monkeypatch):
     assert {"ood_dl_scores", "ood_dl_metrics", "ood_dl_summary"} <= set(buttons)
 
     def csv(key):
-        file_id = Path(buttons[key].proto.url).stem
-        filename, content = stored[file_id]
+        assert not buttons[key].proto.url  # nothing built before the click
+        filename, build = deferred[buttons[key].proto.deferred_file_id]
         assert filename.endswith(".csv")
-        return pd.read_csv(io.BytesIO(content))
+        return pd.read_csv(io.BytesIO(build()))
 
     result = at.session_state["ood_result"]
     scores = csv("ood_dl_scores")
@@ -490,3 +490,28 @@ def test_summary_headers_are_readable():
                       "aupr_in_mean": "AUPR-In mean", "fpr95_far": "FPR@95 far", "sets": "sets", "fit_s": "fit s",
                       "score_s": "score s"}
     assert "lower is better" in summary_labels(["fpr95_mean"])["fpr95_mean"]["help"]
+
+
+def _editor():
+    import streamlit as st
+
+    from ui.ood import parameter_editor
+
+    st.session_state["values"] = parameter_editor(["knn", "vim", "msp"], None)
+
+
+def test_parameter_editor_draws_one_detector_and_keeps_the_others_values():
+    at = AppTest.from_function(_editor, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["values"] == {d: ood.spec(d).defaults for d in ("knn", "vim", "msp")}
+    k_key = next(w.key for w in at.number_input if w.key.startswith("ood_param_knn_"))
+    assert not any(w.key.startswith("ood_param_vim_") for w in at.number_input)  # only the picked detector's controls
+    k_name = k_key.removeprefix("ood_param_knn_")
+    at.number_input(key=k_key).set_value(7).run()
+    assert at.session_state["values"]["knn"][k_name] == 7
+    at.selectbox(key="ood_param_detector").set_value("vim").run()  # knn's controls are gone, its value is kept
+    assert not any(w.key.startswith("ood_param_knn_") for w in at.number_input)
+    assert at.session_state["values"]["knn"][k_name] == 7 and at.session_state["values"]["vim"] == ood.spec("vim").defaults
+    at.selectbox(key="ood_param_detector").set_value("knn").run()  # and its control starts from it again
+    assert at.number_input(key=k_key).value == 7 and at.session_state["values"]["knn"][k_name] == 7
