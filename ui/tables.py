@@ -19,13 +19,14 @@ _PY = re.compile(r"^(?P<pre>[^{}]*)\{:(?P<comma>,?)(?:\.(?P<digits>\d+))?(?P<kin
 def sprintf(fmt: str) -> str:
     """The ``NumberColumn`` format of a Python format string: ``"{:.3f}"`` → ``"%.3f"``, ``"{:.4g}"`` →
     ``"%.4g"``, ``"{:.2f}×"`` → ``"%.2f×"``, any percentage (``"{:.1%}"``) → ``"percent"`` (two decimals,
-    the browser's only percentage), thousands separators → ``"localized"``. ValueError for other forms."""
+    the browser's only percentage), ``"{:,}"`` → ``"localized"``; ``"{:,.0f}"`` keeps its decimals and drops
+    the separators (sprintf has none). ValueError for other forms."""
     m = _PY.match(fmt)
     if m is None:
         raise ValueError(f"Unsupported column format {fmt!r}.")
     if m["kind"] == "%":
         return "percent"
-    if m["comma"]:
+    if m["comma"] and m["digits"] is None:
         return "localized"
     digits = f".{m['digits']}" if m["digits"] is not None else ""
     return f"{m['pre'].replace('%', '%%')}%{digits}{m['kind']}{m['post'].replace('%', '%%')}"

@@ -6,7 +6,7 @@ from ui.tables import number_config, sprintf
 
 
 @pytest.mark.parametrize("fmt, expected", [("{:.3f}", "%.3f"), ("{:.4g}", "%.4g"), ("{:.2f}×", "%.2f×"),
-                                           ("{:.1%}", "percent"), ("{:,.0f}", "localized"), ("x {:.1f} %", "x %.1f %%")])
+                                           ("{:.1%}", "percent"), ("{:,.0f}", "%.0f"), ("{:,f}", "localized"), ("x {:.1f} %", "x %.1f %%")])
 def test_python_formats_map_to_sprintf(fmt, expected):
     assert sprintf(fmt) == expected
 
