@@ -295,17 +295,14 @@ def messages(result: AttributionResult) -> None:
 
 
 def headline(result: AttributionResult) -> None:
-    ranking = result.ranking()
     c = st.columns(4)
     c[0].metric("Samples", f"{len(result.indices)}")
     if result.labels is not None and (np.asarray(result.labels) >= 0).any():
         ok = np.asarray(result.labels) >= 0
         c[1].metric("Predicted right", f"{int((result.preds[ok] == result.labels[ok]).sum())} of {int(ok.sum())}")
     c[2].metric("Mean probability of the target", f"{float(np.mean(result.target_probability)):.2f}")
-    if ranking and result.metric_columns:
-        table = result.summary()
-        ranks = dict(zip(table["method"], table["mean_rank"]))
-        best = [workflow.method_label(m) for m in ranking if ranks[m] == ranks[ranking[0]]]
+    best = [workflow.method_label(m) for m in result.best_methods()]
+    if best:
         c[3].metric("Best mean rank", best[0], delta=f"tied with {', '.join(best[1:])}" if len(best) > 1 else None,
                     delta_color="off", delta_arrow="off",
                     help="Ranked over every metric computed (each metric's direction: lower deletion AUC, higher "

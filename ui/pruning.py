@@ -10,7 +10,7 @@ import streamlit as st
 
 import core.pruning as pruning
 import core.viz.pruning as vz
-from core.pruning import ACTIONS, workflow
+from core.pruning import workflow
 from core.pruning.schedule import default_layers, tome_r_for_keep_rate
 from core.pruning.sweep import SweepPoint, SweepResult
 from core.pruning.workflow import BUDGET_PARAMS, PruningRequest
@@ -367,11 +367,6 @@ def sweep_view(result: SweepResult) -> None:
                    f"of k of n patches overlap k/n on average{expect}.")
 
 
-def _points_at(result: SweepResult, budget) -> list[SweepPoint]:
-    return [p for p in result.points if (p.budget is None and budget is None) or
-            (p.budget is not None and budget is not None and abs(p.budget - budget) < 1e-9)]
-
-
 def per_image_view(result: SweepResult) -> None:
     data = images(result)
     names = data.class_names or []
@@ -381,12 +376,9 @@ def per_image_view(result: SweepResult) -> None:
     if len(budgets) > 1:
         budget = c1.selectbox("Budget", budgets, index=len(budgets) - 1, format_func=_budget_label,
                               key="prune_img_budget")
-    pts = _points_at(result, budget)
+    pts = workflow.points_at(result, budget)
     labels = result.labels
-    wrong = np.zeros(result.n_images, int)
-    if labels is not None:
-        for p in pts:
-            wrong += (p.preds != labels) & (labels >= 0)
+    wrong = workflow.wrong_counts(result, pts)
     which = c2.radio("Images", ["all", "wrong"], horizontal=True, key="prune_img_filter",
                      format_func={"all": "all images", "wrong": "images a pruned configuration gets wrong"}.get)
     index = np.arange(result.n_images) if which == "all" else np.flatnonzero(wrong > 0)
@@ -423,23 +415,7 @@ def per_image_view(result: SweepResult) -> None:
             st.plotly_chart(shared_figure(_rkey(result), "scores", lambda p=p, titles=titles: vz.token_score_maps(
                 [lt.scores[i] for lt in p.layers], result.info.grid, titles=titles, score_name=p.score_name,
                 title=f"{p.label}: {p.score_name}"), p.label, i), width="stretch")
-        st.dataframe(fates(p, i), hide_index=True, width="stretch")
-
-
-def fates(point: SweepPoint, image: int) -> pd.DataFrame:
-    """What each pruning block did to the original patches of one image: patches per action (kept, dropped,
-    dropped as similar, merged, fused) among those still held when it decided, and the tokens left."""
-    rows = []
-    for lt in point.layers:
-        acts = lt.actions[image]
-        row = {"block": lt.block, "tokens in": lt.n_in, "tokens out": lt.n_out}
-        for code, name in ACTIONS.items():
-            if code >= 0:
-                row[name] = int((acts == code).sum())
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    keep = [c for c in df.columns if c in ("block", "tokens in", "tokens out") or df[c].any()]
-    return df[keep].rename(columns={c: f"patches {c}" for c in df.columns if c not in ("block", "tokens in", "tokens out")})
+        st.dataframe(workflow.token_fates(p, i), hide_index=True, width="stretch")
 
 
 def per_layer_view(result: SweepResult) -> SweepPoint:
@@ -497,8 +473,7 @@ def per_layer_view(result: SweepResult) -> SweepPoint:
         st.plotly_chart(shared_figure(_rkey(result), "heads", lambda: vz.head_variance(
             var, kept, zero.params.get("v_min") if on else None, zero.params.get("v_max") if on else None,
             title=f"{zero.label}: variance of each head's importance (N·s)"), zero.label), width="stretch")
-        left_out = [f"block {b} head {h}" for b, k in kept.items() for h, share in enumerate(np.asarray(k).mean(0))
-                    if share < 0.5]
+        left_out = workflow.heads_left_out(zero)
         st.markdown(("In most images the filter leaves out " + ", ".join(left_out) + "." if left_out else
                      "In most images the filter keeps every head: none is flat or concentrated enough to be left out.")
                     if on else "")

@@ -224,6 +224,17 @@ class AttributionResult:
         """Methods from best to worst mean rank."""
         return [m for m in self.summary()["method"] if m != RANDOM_MAP]
 
+    def best_methods(self) -> list[str]:
+        """The methods tied at the best mean rank (empty without metrics)."""
+        if not self.metric_columns:
+            return []
+        table = self.summary()
+        ranked = table[table["method"] != RANDOM_MAP]
+        if ranked.empty or not np.isfinite(ranked["mean_rank"]).any():
+            return []
+        best = ranked["mean_rank"].min()
+        return [m for m, r in zip(ranked["method"], ranked["mean_rank"]) if r == best]
+
     def to_importances(self, methods=None) -> dict[str, Importance]:
         """One :class:`Importance` per method (all, or those in ``methods``): unit "pixel" (values
         float32 [n, H, W], the channel sum) or "feature" (float32 [n, F] with the feature names); the

@@ -406,7 +406,49 @@ def unsupported_workspace(resolver: Resolver, ws: dict) -> str | None:
     return model_reason(resolver.load_model(ws["model"], ws["data"]))
 
 
+
+def points_at(result, budget) -> list:
+    """The sweep's points at ``budget`` (None: the runs with each method's own keep rate / r)."""
+    return [p for p in result.points if (p.budget is None and budget is None) or
+            (p.budget is not None and budget is not None and abs(p.budget - budget) < 1e-9)]
+
+
+def wrong_counts(result, points) -> np.ndarray:
+    """Per image, how many of ``points`` predict a class other than its label (unlabelled images: 0)."""
+    wrong = np.zeros(result.n_images, int)
+    if result.labels is not None:
+        for p in points:
+            wrong += (p.preds != result.labels) & (result.labels >= 0)
+    return wrong
+
+
+def token_fates(point, image: int) -> pd.DataFrame:
+    """What each pruning block did to the original patches of one image: patches per action (kept, dropped,
+    dropped as similar, merged, fused) among those still held when it decided, and the tokens left; the
+    actions no block took are left out."""
+    from . import ACTIONS
+
+    rows = []
+    for lt in point.layers:
+        acts = lt.actions[image]
+        row = {"block": lt.block, "tokens in": lt.n_in, "tokens out": lt.n_out}
+        for code, name in ACTIONS.items():
+            if code >= 0:
+                row[name] = int((acts == code).sum())
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    fixed = ("block", "tokens in", "tokens out")
+    keep = [c for c in df.columns if c in fixed or df[c].any()]
+    return df[keep].rename(columns={c: f"patches {c}" for c in df.columns if c not in fixed})
+
+
+def heads_left_out(point) -> list[str]:
+    """Zero-TPrune's heads that the variance filter leaves out in most images ("block b head h")."""
+    return [f"block {lt.block} head {h}" for lt in point.layers if lt.head_kept is not None
+            for h, share in enumerate(np.asarray(lt.head_kept).mean(0)) if share < 0.5]
+
 __all__ = ["BUDGET_PARAMS", "REGION_NAMES", "DEFAULT_BUDGETS", "DEFAULT_METHODS", "DEFAULT_N_IMAGES", "SHIPPED_VIT", "UNPRUNED",
            "PruningRequest", "budget_limits", "check_budgets", "check_model", "compact_params", "data_spec_for",
-           "default_request", "evaluate", "images_of", "max_reduction", "method_params",
+           "default_request", "evaluate", "heads_left_out", "images_of", "points_at", "token_fates", "wrong_counts",
+           "max_reduction", "method_params",
            "model_reason", "reduction", "region_summary", "report_section", "to_importances", "unsupported_workspace", "verdicts"]

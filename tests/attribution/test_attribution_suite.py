@@ -61,6 +61,10 @@ def test_image_suite_result(shapes, cnn):
     assert list(table["method"])[-1] == RANDOM_MAP and set(table["method"][:3]) == set(res.methods)
     assert table["mean_rank"].iloc[:3].is_monotonic_increasing
     assert res.ranking() == list(table["method"][:3])
+    ranked = table[table["method"] != "random map"]
+    best = ranked["mean_rank"].min()
+    assert res.best_methods() == [m for m, r in zip(ranked["method"], ranked["mean_rank"]) if r == best]
+    assert res.best_methods()[0] == res.ranking()[0]
     # progress runs forward to the end
     assert progress[-1] == 1.0 and all(b >= a - 1e-9 for a, b in zip(progress, progress[1:]))
     # importances: float32, channel-summed, no copy on a second call

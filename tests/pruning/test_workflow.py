@@ -182,3 +182,24 @@ def test_audit_runs_the_default_pruning_request_or_skips_with_one_line(tmp_path,
                        "--quiet"]) == 0
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("token pruning skipped: 'shapes-cnn' is a CNN"), lines
+
+
+def test_per_image_helpers_count_what_the_sweep_recorded(small):
+    _, result, _ = small
+    pts = workflow.points_at(result, 0.35)
+    assert {p.method for p in pts} == {"zero-tprune", "evit", "random"} and workflow.points_at(result, 0.9) == []
+    wrong = workflow.wrong_counts(result, pts)
+    expected = sum(((p.preds != result.labels) & (result.labels >= 0)).astype(int) for p in pts)
+    assert np.array_equal(wrong, expected) and wrong.max() <= len(pts)
+    zero = next(p for p in pts if p.method == "zero-tprune")
+    for i in (0, 7):
+        fates = workflow.token_fates(zero, i)
+        assert list(fates["block"]) == [lt.block for lt in zero.layers]
+        counted = fates.filter(like="patches ").sum(axis=1).to_numpy()
+        # every patch still held when a block decided gets exactly one action there
+        held = [int((lt.actions[i] >= 0).sum()) for lt in zero.layers]
+        assert list(counted) == held
+    left = workflow.heads_left_out(zero)
+    expected_left = [f"block {lt.block} head {h}" for lt in zero.layers if lt.head_kept is not None
+                     for h in range(np.asarray(lt.head_kept).shape[1]) if np.asarray(lt.head_kept)[:, h].mean() < 0.5]
+    assert left == expected_left
