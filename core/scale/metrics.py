@@ -38,62 +38,6 @@ def new_state() -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def merge_chunk(id_sorted, ood_sorted, n_id, n_ood, level, state):
-    """Merge one key range of both sorted samples into the running ``state`` (see
-    ``core.kernels.ranking._merge_pass``: the same operations in the same order)."""
-    ni = id_sorted.size
-    no = ood_sorted.size
-    i = 0
-    j = 0
-    ood_le = state[0]
-    id_le = state[1]
-    auc = state[2]
-    ap_in = state[3]
-    ap_out = state[4]
-    found_ood = state[5] > 0.5
-    while i < ni or j < no:
-        if j >= no:
-            v = id_sorted[i]
-        elif i >= ni:
-            v = ood_sorted[j]
-        else:
-            v = min(id_sorted[i], ood_sorted[j])
-        a = 0
-        while j < no and ood_sorted[j] == v:
-            j += 1
-            a += 1
-        b = 0
-        while i < ni and id_sorted[i] == v:
-            i += 1
-            b += 1
-        ood_below = ood_le
-        id_below = id_le
-        ood_le += a
-        id_le += b
-        id_acc = n_id - id_below
-        ood_acc = n_ood - ood_below
-        if b > 0:
-            auc += b * (ood_below + 0.5 * a)
-            ap_in += b * (id_acc / (id_acc + ood_acc))
-        if a > 0:
-            ap_out += a * (ood_le / (ood_le + id_le))
-        if not found_ood and ood_le / n_ood >= level:
-            found_ood = True
-            state[6] = id_le / n_id
-            state[7] = v
-        if id_acc / n_id >= level:
-            state[8] = ood_acc / n_ood
-            state[9] = v
-        state[10] += 1
-    state[0] = ood_le
-    state[1] = id_le
-    state[2] = auc
-    state[3] = ap_in
-    state[4] = ap_out
-    state[5] = 1.0 if found_ood else 0.0
-
-
-@njit(cache=True, nogil=True)
 def merge_tie(v, a, b, n_id, n_ood, level, state):
     """One tie group (``a`` OOD and ``b`` ID samples at ``v``) without materialising it: one step of
     :func:`merge_chunk`."""
@@ -118,6 +62,32 @@ def merge_tie(v, a, b, n_id, n_ood, level, state):
     state[10] += 1
     state[0] = ood_le
     state[1] = id_le
+
+
+@njit(cache=True, nogil=True)
+def merge_chunk(id_sorted, ood_sorted, n_id, n_ood, level, state):
+    """Merge one key range of both sorted samples into the running ``state``, one tie group at a time
+    (:func:`merge_tie`; ``core.kernels.ranking._merge_pass`` does the same operations in the same order)."""
+    ni = id_sorted.size
+    no = ood_sorted.size
+    i = 0
+    j = 0
+    while i < ni or j < no:
+        if j >= no:
+            v = id_sorted[i]
+        elif i >= ni:
+            v = ood_sorted[j]
+        else:
+            v = min(id_sorted[i], ood_sorted[j])
+        a = 0
+        while j < no and ood_sorted[j] == v:
+            j += 1
+            a += 1
+        b = 0
+        while i < ni and id_sorted[i] == v:
+            i += 1
+            b += 1
+        merge_tie(v, a, b, n_id, n_ood, level, state)
 
 
 def order_keys(x: np.ndarray) -> np.ndarray:
