@@ -208,6 +208,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_best(result) -> None:
+    """The five best detectors by mean AUROC, on the terminal."""
+    top = result.summary().head(5)
+    sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
+                     .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+
+
 def _ood(resolver, ws: dict, args: argparse.Namespace, *, progress, sections: list, items: dict, code: list) -> None:
     """The in-memory OOD audit (uploads and fixed built-in sets)."""
     from core.codegen import snippet
@@ -235,9 +242,7 @@ def _ood(resolver, ws: dict, args: argparse.Namespace, *, progress, sections: li
     if args.scores_out:
         write_scores(result, Path(args.scores_out))
     if not args.quiet:
-        top = result.summary().head(5)
-        sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
-                         .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+        _print_best(result)
 
 
 def _pruning(resolver, ws: dict, *, progress, sections: list, items: dict, code: list) -> None:
@@ -330,9 +335,7 @@ def run_scaled(args: argparse.Namespace, *, progress, sections: list, items: dic
         items.update(ood_workflow.to_importances(suite, suite.summary()["detector"].iloc[0], ws))
     code.append(scaled_snippet(args, plan))
     if not args.quiet:
-        top = suite.summary().head(5)
-        sys.stderr.write("\nBest detectors by mean AUROC:\n" + top[["detector", "auroc_mean", "fpr95_mean"]]
-                         .to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+        _print_best(suite)
         if result.skipped:
             sys.stderr.write("Not run: " + "; ".join(f"{d}: {r}" for d, r in result.skipped.items()) + "\n")
         for p in result.problems[:20]:
