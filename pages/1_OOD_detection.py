@@ -6,7 +6,6 @@ from core.ood import workflow
 from core.ood.workflow import DEFAULT_N_FIT, OODRequest
 from ui import ood as ui_ood
 from ui import workspace as wsp
-from ui.code import code_expander
 
 wsp.page_header("Out-of-distribution detection",
                 "Post-hoc detectors score every sample (higher = more in-distribution) from the model's logits, features, "
@@ -89,20 +88,13 @@ request = OODRequest(ws, tuple(set_names), chosen, n_fit=n_fit, convention=conve
 missing_id = id_choice == "upload" and id_upload is None
 if missing_id:
     st.info("Upload your ID set above, or choose the workspace's data as the ID set.")
-if st.button("Run detectors", type="primary", key="ood_run", disabled=not (detectors and set_names) or missing_id):
-    with wsp.guard("The detectors could not run; earlier results are kept"):
-        st.session_state["ood_result"] = ui_ood.run(request)
-
-code_expander("ood", request, "OOD detection", key="ood")
-result = st.session_state.get("ood_result")
-if result is None:
-    st.info("Choose sets and detectors, then press **Run detectors**.")
-    st.stop()
-if result.convention != convention:  # metrics come from the kept scores: the new convention applies at once
-    result = st.session_state["ood_result"] = result.with_convention(convention)
-if result.fingerprint != request.fingerprint:
-    st.info("The sets, detectors or parameters above changed since these results were computed; press "
-            "**Run detectors** to update them.", icon=":material/update:")
+result = wsp.run_section(
+    "ood", request, ui_ood.run, prefix="ood", button="Run detectors", title="OOD detection",
+    disabled=not (detectors and set_names) or missing_id, failed="The detectors could not run",
+    waiting="Choose sets and detectors, then press **Run detectors**.",
+    changed="The sets, detectors or parameters above",
+    # metrics come from the kept scores: a new convention applies at once
+    adjust=lambda r: r if r.convention == convention else r.with_convention(convention))
 
 for d, msg in result.errors.items():
     name = ood.spec(d).name

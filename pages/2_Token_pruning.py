@@ -5,7 +5,6 @@ import core.pruning as pruning
 from core.pruning.workflow import PruningRequest, compact_params
 from ui import pruning as ui_pr
 from ui import workspace as wsp
-from ui.code import code_expander
 
 wsp.page_header("Token pruning",
                 "Zero-shot token pruning and merging of a Vision Transformer: accuracy against MACs and measured speed, "
@@ -35,18 +34,10 @@ with st.expander("Model, methods and budget", expanded="prune_result" not in st.
 chosen_methods = {m: compact_params(m, {**params.get(m, {}), **budget_params.get(m, {})}) for m in methods}
 request = PruningRequest(run_ws, chosen_methods, budgets=budgets, n_images=n_images, seed=seed, batch_size=batch,
                          throughput_batch=t_batch, throughput_rounds=t_rounds)
-if st.button("Run", type="primary", key="prune_run", disabled=not (methods and budget_ok)):
-    with wsp.guard("The pruning run failed; earlier results are kept"):
-        st.session_state["prune_result"] = ui_pr.run(request)
-
-code_expander("pruning", request, "Token pruning", key="prune")
-result = st.session_state.get("prune_result")
-if result is None:
-    st.info("Choose the methods and a budget, then press **Run**.")
-    st.stop()
-if result.fingerprint != request.fingerprint:
-    st.info("The model, methods or budget above changed since these results were computed; press **Run** to update "
-            "them.", icon=":material/update:")
+result = wsp.run_section("pruning", request, ui_pr.run, prefix="prune", button="Run", title="Token pruning",
+                         disabled=not (methods and budget_ok), failed="The pruning run failed",
+                         waiting="Choose the methods and a budget, then press **Run**.",
+                         changed="The model, methods or budget above")
 
 st.subheader(f"{', '.join(dict.fromkeys(p.name for p in result.points))} on {result.model_name}")
 ui_pr.messages(result)

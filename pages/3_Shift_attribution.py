@@ -4,7 +4,6 @@ import streamlit as st
 from core.shift.workflow import ShiftRequest
 from ui import shift as ui_shift
 from ui import workspace as wsp
-from ui.code import code_expander
 
 wsp.page_header("Shift attribution",
                 "Why did the model do worse (or better) on the target than on the source? Each mechanism of a causal "
@@ -32,19 +31,11 @@ with st.expander("Source, target, graph and settings", expanded="shift_result" n
             request = ShiftRequest(ws, **sides, graph=graph, groups=groups, metric=metric, n_boot=n_boot, seed=seed,
                                    settings=settings)
 
-if st.button("Explain the change", type="primary", key="shift_run", disabled=request is None or not graph_ok):
-    with wsp.guard("The explanation could not run; earlier results are kept"):
-        st.session_state["shift_result"] = ui_shift.run(request)
-
-if request is not None:
-    code_expander("shift", request, "Distribution-shift attribution", key="shift")
-result = st.session_state.get("shift_result")
-if result is None:
-    st.info("Choose the source, the target and the graph, then press **Explain the change**.")
-    st.stop()
-if request is None or result.fingerprint != request.fingerprint:
-    st.info("The source, target, graph or settings above changed since these results were computed; press "
-            "**Explain the change** to update them.", icon=":material/update:")
+result = wsp.run_section("shift", request, ui_shift.run, prefix="shift", button="Explain the change",
+                         title="Distribution-shift attribution", disabled=request is None or not graph_ok,
+                         failed="The explanation could not run",
+                         waiting="Choose the source, the target and the graph, then press **Explain the change**.",
+                         changed="The source, target, graph or settings above")
 
 st.subheader("Why the performance changed")
 ui_shift.summary(result)

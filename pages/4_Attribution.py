@@ -6,7 +6,6 @@ from core.attribution import workflow
 from core.attribution.workflow import AttributionRequest
 from ui import attribution as ui_at
 from ui import workspace as wsp
-from ui.code import code_expander
 
 wsp.page_header("Attribution",
                 "Gradient, perturbation, class-activation and attention methods say which pixels or features a "
@@ -29,18 +28,10 @@ with st.expander("Samples, methods and metrics", expanded="attr_result" not in s
     ui_at.preview(request, dataset)
 
 ready = ui_at.cost_gate(request)
-if st.button("Run", type="primary", key="attr_run", disabled=not (methods and ready)):
-    with wsp.guard("The attribution run failed; earlier results are kept"):
-        st.session_state["attr_result"] = ui_at.run(request)
-
-code_expander("attribution", request, "Attribution", key="attr")
-result = st.session_state.get("attr_result")
-if result is None:
-    st.info("Choose the samples and the methods, then press **Run**.")
-    st.stop()
-if result.fingerprint != request.fingerprint:
-    st.info("The samples, methods or metrics above changed since these results were computed; press **Run** to "
-            "update them.", icon=":material/update:")
+result = wsp.run_section("attribution", request, ui_at.run, prefix="attr", button="Run", title="Attribution",
+                         disabled=not (methods and ready), failed="The attribution run failed",
+                         waiting="Choose the samples and the methods, then press **Run**.",
+                         changed="The samples, methods or metrics above")
 
 st.subheader(workflow.describe(result))
 ui_at.messages(result)

@@ -171,6 +171,34 @@ def sidebar_summary() -> None:
             st.caption(gate_status())
 
 
+def run_section(analysis: str, request, run, *, prefix: str, button: str, disabled: bool, failed: str, title: str,
+                waiting: str, changed: str, adjust=None):
+    """The run button, the Code expander and the kept result of an analysis page.
+
+    The button (key ``{prefix}_run``) runs ``run(request)`` under :func:`guard` (``failed`` says what did
+    not happen; the earlier result is kept) into ``st.session_state["{prefix}_result"]``. Without a result
+    the page shows ``waiting`` and stops; ``adjust(result)`` may turn a kept result into the one to show
+    (kept in its place); a result of other settings than ``request`` gets the ``changed`` notice."""
+    from .code import code_expander
+
+    state = f"{prefix}_result"
+    if st.button(button, type="primary", key=f"{prefix}_run", disabled=disabled):
+        with guard(f"{failed}; earlier results are kept"):
+            st.session_state[state] = run(request)
+    if request is not None:
+        code_expander(analysis, request, title, key=prefix)
+    result = st.session_state.get(state)
+    if result is None:
+        st.info(waiting)
+        st.stop()
+    if adjust is not None:
+        result = st.session_state[state] = adjust(result)
+    if request is None or result.fingerprint != request.fingerprint:
+        st.info(f"{changed} changed since these results were computed; press **{button}** to update them.",
+                icon=":material/update:")
+    return result
+
+
 def show_error(err: BaseException, context: str = "") -> None:
     """A user-facing error message: no traceback, the previous workspace untouched."""
     prefix = f"{context}: " if context else ""
